@@ -1,0 +1,118 @@
+"""Validation at the boundary: every check names the argument, the value and what was expected.
+
+These helpers are cheap for Python numbers. A check on the *values* of a tensor (for example
+``t`` inside ``[0, T]``) needs one host synchronisation; samplers avoid it by passing Python
+floats for times on their fixed grids.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+from torch import Tensor
+
+Time = float | Tensor
+
+
+def _short(value: object) -> str:
+    if isinstance(value, Tensor):
+        if value.numel() <= 6:
+            return f"tensor({value.detach().cpu().tolist()}, dtype={value.dtype}, device={value.device})"
+        return f"tensor of shape {tuple(value.shape)}, dtype={value.dtype}, device={value.device}"
+    return repr(value)
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float, raising ``ValueError`` unless it is finite and > 0 (>= 0)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {_short(value)}")
+    v = float(value)
+    ok = math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
+    if not ok:
+        expected = "a finite number >= 0" if allow_zero else "a finite number > 0"
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return v
+
+
+def check_int(name: str, value: int, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int, raising unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | torch.SymInt):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {_short(value)}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_order(lo_name: str, lo: float, hi_name: str, hi: float) -> None:
+    """Raise unless ``lo < hi``."""
+    if not lo < hi:
+        raise ValueError(
+            f"{lo_name} must be smaller than {hi_name}, got {lo_name}={lo!r} >= {hi_name}={hi!r}"
+        )
+
+
+def check_time(t: Time, T: float, *, name: str = "t") -> Time:
+    """Check that ``t`` (a Python number or a floating tensor) lies in ``[0, T]``.
+
+    Python numbers are returned as ``float``. A tensor must be floating point, 0-d or 1-d, and
+    its values are checked (one host synchronisation).
+    """
+    if isinstance(t, Tensor):
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+        if t.ndim > 1:
+            raise ValueError(
+                f"{name} must be a float, a 0-d tensor or a tensor of shape (B,), got shape "
+                f"{tuple(t.shape)}"
+            )
+        if t.numel() and not bool(((t >= 0) & (t <= T)).all()):
+            raise ValueError(f"{name} must lie in [0, T] = [0, {T}], got {_short(t)}")
+        return t
+    if isinstance(t, bool) or not isinstance(t, Real):
+        raise TypeError(f"{name} must be a float or a floating-point tensor, got {_short(t)}")
+    tf = float(t)
+    if not 0.0 <= tf <= T:  # also rejects NaN
+        raise ValueError(f"{name} must lie in [0, T] = [0, {T}], got {t!r}")
+    return tf
+
+
+def check_time_like(x: Tensor, t: Time, T: float, *, name: str = "t") -> Time:
+    """``check_time`` plus agreement of a tensor ``t`` with ``x``: batch size, device, dtype."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    t = check_time(t, T, name=name)
+    if isinstance(t, Tensor):
+        if t.device != x.device:
+            raise ValueError(f"{name} is on device {t.device} but x is on device {x.device}")
+        if t.dtype != x.dtype:
+            raise TypeError(
+                f"{name} has dtype {t.dtype} but x has dtype {x.dtype}; pass t in x's dtype "
+                f"(or a Python float)"
+            )
+        if t.ndim == 1 and (x.ndim == 0 or t.shape[0] != x.shape[0]):
+            raise ValueError(
+                f"{name} of shape {tuple(t.shape)} does not match the batch of x with shape "
+                f"{tuple(x.shape)}; expected shape ({x.shape[0] if x.ndim else 1},) or a scalar"
+            )
+    return t
+
+
+def check_batched(name: str, x: Tensor) -> Tensor:
+    """Raise unless ``x`` is a floating tensor with a batch dimension."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.ndim < 1:
+        raise ValueError(f"{name} must have a batch dimension (shape (B, ...)), got shape ()")
+    return x
+
+
+def check_finite(name: str, x: Tensor) -> Tensor:
+    """Raise unless every entry of ``x`` is finite (one host synchronisation)."""
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} must be finite, but {bad} of its {x.numel()} entries are NaN/inf")
+    return x
