@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ._checks import Time, check_batched, check_int, check_time_like
-from .sde.base import LinearSDE, SDE
+from .sde.base import SDE, LinearSDE
 
 __all__ = ["GaussianMixture", "MixtureScore"]
 
@@ -113,9 +113,9 @@ class GaussianMixture:
         r"""$\operatorname{Cov}[x] = \sum_k w_k(\operatorname{diag}s_k^2 + \mu_k\mu_k^\top)
         - \mathbb E[x]\,\mathbb E[x]^\top$, shape (d, d)."""
         mu = self.mean()
-        second = torch.diag(self.weights @ self.stds**2) + (
-            self.means.T * self.weights
-        ) @ self.means
+        second = (
+            torch.diag(self.weights @ self.stds**2) + (self.means.T * self.weights) @ self.means
+        )
         return second - torch.outer(mu, mu)
 
     # --- sampling ---------------------------------------------------------------------------
@@ -129,9 +129,7 @@ class GaussianMixture:
         """
         n = check_int("n", n)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        z = torch.randn(
-            (n, self.dim), generator=generator, device=self.device, dtype=self.dtype
-        )
+        z = torch.randn((n, self.dim), generator=generator, device=self.device, dtype=self.dtype)
         x = self.means[k] + self.stds[k] * z
         return (x, k) if return_labels else x
 
@@ -232,4 +230,3 @@ class MixtureScore:
 
     def __repr__(self) -> str:
         return f"<exact score of {self.mixture!r} under {self.sde!r}>"
-

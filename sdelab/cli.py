@@ -34,7 +34,11 @@ def _sdes_run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS["sdes"] = ("table of the forward SDEs' marginal mean coefficient and std", _sdes_args, _sdes_run)
+COMMANDS["sdes"] = (
+    "table of the forward SDEs' marginal mean coefficient and std",
+    _sdes_args,
+    _sdes_run,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

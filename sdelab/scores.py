@@ -45,7 +45,9 @@ class NoiseScore:
         eps = self.eps_model(x, time_batch(x, t))
         if not isinstance(eps, Tensor) or eps.shape != x.shape:
             got = tuple(eps.shape) if isinstance(eps, Tensor) else type(eps).__name__
-            raise ValueError(f"eps_model must return a tensor shaped like x {tuple(x.shape)}, got {got}")
+            raise ValueError(
+                f"eps_model must return a tensor shaped like x {tuple(x.shape)}, got {got}"
+            )
         return -eps / tm.bcast(std, x)
 
     def __repr__(self) -> str:

@@ -96,9 +96,7 @@ class SDE(ItoSDE):
         """
         mean, std = self.marginal(x0, t)
         if noise is None:
-            noise = torch.randn(
-                x0.shape, generator=generator, device=x0.device, dtype=x0.dtype
-            )
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         elif noise.shape != x0.shape:
             raise ValueError(
                 f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}"

@@ -6,7 +6,7 @@ from .. import _tmath as tm
 from .._checks import Time, check_positive
 from .base import LinearSDE
 
-__all__ = ["SubVPSDE", "VPSDE"]
+__all__ = ["VPSDE", "SubVPSDE"]
 
 
 class _LinearBetaSDE(LinearSDE):
@@ -103,5 +103,3 @@ class SubVPSDE(_LinearBetaSDE):
     def std(self, t: Time) -> Time:
         r"""$\sigma(t) = 1 - m(t)^2$ (computed with ``expm1``)."""
         return -tm.expm1(2.0 * self.log_mean_coeff(t))
-
-
