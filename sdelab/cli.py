@@ -41,6 +41,25 @@ COMMANDS["sdes"] = (
 )
 
 
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    from .experiments.cli import add_args
+
+    add_args(p)
+
+
+def _compare_run(args: argparse.Namespace) -> int:
+    from .experiments.cli import main as run
+
+    return run(args)
+
+
+COMMANDS["compare"] = (
+    "compare samplers against the analytic truth: tables, plots, resumable results",
+    _compare_args,
+    _compare_run,
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sdelab`` console script."""
     parser = argparse.ArgumentParser(prog="sdelab", description=__doc__.splitlines()[0])

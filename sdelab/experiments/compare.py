@@ -1,0 +1,228 @@
+r"""`compare`: run a grid, then write the tables and plots (what ``sdelab compare`` does)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import CompareConfig, config_from_dict, load_config, preset
+from .report import (
+    aggregate,
+    plot_error_vs_nfe,
+    plot_error_vs_time,
+    results_table,
+    score_share,
+    summary_table,
+    table1,
+)
+from .runner import UserProblem, run
+
+__all__ = ["CompareResult", "compare", "load_data", "load_score"]
+
+
+@dataclass
+class CompareResult:
+    """What `compare` returns.
+
+    Attributes:
+        records: one dict per cell of the grid (see `sdelab.experiments.run`).
+        summary: the printed summary (best solver per NFE budget, or the Table-1 layout).
+        files: paths written in the output folder, by role.
+        wall_s: this call's total wall time.
+        sampling_s: the sampling wall time summed over the grid's cells (including cells
+            finished by an earlier, resumed run).
+        score_share: the share of ``sampling_s`` spent inside the score function.
+    """
+
+    records: list[dict]
+    summary: str
+    files: dict[str, Path] = field(default_factory=dict)
+    wall_s: float = 0.0
+    sampling_s: float = 0.0
+    score_share: float = 0.0
+
+
+def _resolve_config(config) -> CompareConfig:
+    if isinstance(config, CompareConfig):
+        return config
+    if isinstance(config, dict):
+        return config_from_dict(config)
+    if isinstance(config, str) and not config.endswith((".toml", ".json")):
+        return preset(config)
+    return load_config(config)
+
+
+def load_score(target: str) -> Callable:
+    r"""Import a user's score model given as ``"module:attr"`` or ``"path/to/file.py:attr"``.
+
+    The attribute is either
+
+    * a **score**, ``score(x, t) -> tensor like x`` (two parameters; a ``torch.nn.Module``
+      whose ``forward`` takes ``(x, t)`` counts), with $t$ a Python float or a tensor of
+      shape (B,), approximating $\nabla_x \log p_t(x)$ of the data under the chosen SDE; or
+    * a **factory** taking the SDE, ``make(sde) -> score`` (one parameter), or nothing,
+      ``make() -> score`` (no parameter).
+
+    Returns ``make_score(sde) -> score``. A noise-prediction network becomes a score with
+    `sdelab.score_from_noise` inside a factory.
+    """
+    if ":" not in target:
+        raise ValueError(
+            f"--score must look like module:callable or file.py:callable, got {target!r}"
+        )
+    mod_name, _, attr = target.rpartition(":")
+    if mod_name.endswith(".py"):
+        path = Path(mod_name)
+        if not path.is_file():
+            raise ValueError(f"--score: file {mod_name!r} does not exist")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(mod_name)
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"--score: {mod_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"--score: {target!r} is not callable (got {type(obj).__name__})")
+    fn = obj.forward if isinstance(obj, torch.nn.Module) else obj
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+        n = len(params)
+    except (TypeError, ValueError):
+        n = 2
+    if n >= 2:
+        return lambda sde: obj
+    if n == 1:
+        return obj
+    return lambda sde: obj()
+
+
+def load_data(path: str | Path) -> torch.Tensor:
+    """A data sample from a ``.npy`` (numpy) or ``.pt`` (a saved tensor) file, shape (N, ...)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"--data: file {str(p)!r} does not exist")
+    if p.suffix == ".npy":
+        import numpy as np
+
+        x = torch.from_numpy(np.load(p, allow_pickle=False))
+    elif p.suffix == ".pt":
+        x = torch.load(p, map_location="cpu", weights_only=True)
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(
+                f"--data: {str(p)!r} must hold a single tensor, got {type(x).__name__}"
+            )
+    else:
+        raise ValueError(f"--data must be a .npy or .pt file, got {str(p)!r}")
+    if x.ndim < 2 or not (
+        x.is_floating_point() or x.dtype in (torch.uint8, torch.int64, torch.int32)
+    ):
+        raise ValueError(
+            f"--data must hold a numeric array of shape (N, ...), got {tuple(x.shape)} {x.dtype}"
+        )
+    return x.to(torch.float64)
+
+
+def compare(
+    config: CompareConfig | dict | str = "default",
+    out: str | Path = "sdelab-results",
+    *,
+    device: str | torch.device = "cpu",
+    score: str | Callable | None = None,
+    data: str | Path | torch.Tensor | None = None,
+    progress: bool = True,
+    plots: bool = True,
+    threads: int | None = 1,
+    echo: bool = False,
+) -> CompareResult:
+    """Run a solver comparison and write its results, tables and plots to ``out``.
+
+    Args:
+        config: a preset name (``"default"``, ``"quick"``, ``"table1"``), a ``.toml``/``.json``
+            grid file, a dict or a `CompareConfig` (see `sdelab.experiments.config`).
+        out: output folder. ``results.jsonl`` there is appended as each cell finishes;
+            cells already in it are skipped (resume).
+        device: where to sample.
+        score: a user's score model (``"module:callable"``, see `load_score`, or a factory
+            ``make(sde) -> score``) to run in place of the exact mixture scores; needs
+            ``data``.
+        data: a data sample (file, see `load_data`, or tensor) defining the truth for a
+            user's ``score``; the mixture-only metrics are omitted.
+        progress: show a tqdm progress bar over cells.
+        plots: write ``error_vs_nfe.png`` and ``error_vs_time.png``.
+        threads: torch's CPU threads during the run (restored afterwards); the default 1 is
+            fastest for the benchmark's small batches, whose ops are too small to split
+            (on a busy machine several threads can be ten times slower). ``None`` keeps
+            torch's setting.
+        echo: print the summary table.
+
+    Files written: ``results.jsonl``, ``config.json`` (the grid), ``summary.md`` (best
+    solver per NFE budget, or the Table-1 layout), ``results.md`` (every configuration) and
+    the plots.
+    """
+    t0 = time.perf_counter()
+    cfg = _resolve_config(config)
+    user = None
+    if (score is None) != (data is None):
+        raise ValueError("score and data go together: a user's score model needs a data sample")
+    if score is not None:
+        make = load_score(score) if isinstance(score, str) else score
+        x = data if isinstance(data, torch.Tensor) else load_data(data)
+        ident = score if isinstance(score, str) else getattr(score, "__qualname__", repr(score))
+        name = Path(str(data)).stem if not isinstance(data, torch.Tensor) else "data"
+        user = UserProblem(
+            name, make, x, f"{ident} | {data if not isinstance(data, torch.Tensor) else 'tensor'}"
+        )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        records = run(cfg, out, device=device, user=user, progress=progress)
+    finally:
+        torch.set_num_threads(old_threads)
+    rows = aggregate(records)
+    metric = cfg.metric if any(cfg.metric in r.floor for r in rows) else "sw2"
+    sampling, share = score_share(records)
+    summary = summary_table(rows, metric)
+    md = summary_table(rows, metric, markdown=True)
+    if cfg.report == "table1":
+        summary = table1(records, metric)
+        md = table1(records, metric, markdown=True)
+    files = {"results": out / "results.jsonl", "config": out / "config.json"}
+    files["summary"] = out / "summary.md"
+    files["summary"].write_text(md + "\n")
+    files["table"] = out / "results.md"
+    files["table"].write_text(results_table(rows, markdown=True) + "\n")
+    if plots:
+        files["nfe_plot"] = out / "error_vs_nfe.png"
+        files["time_plot"] = out / "error_vs_time.png"
+        plot_error_vs_nfe(rows, files["nfe_plot"], metric)
+        plot_error_vs_time(rows, files["time_plot"], metric)
+    res = CompareResult(records, summary, files, time.perf_counter() - t0, sampling, share)
+    if echo:
+        print(summary)
+        print(
+            f"\n{len(records)} cells; sampling time {sampling:.1f} s, {100 * share:.0f}% of it "
+            f"inside the score function; results in {out}/",
+            file=sys.stdout,
+        )
+    return res

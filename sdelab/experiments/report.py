@@ -1,0 +1,376 @@
+r"""Tables and plots of comparison results (the records written by `sdelab.experiments.run`).
+
+`aggregate` averages repeated seeds (mean and standard deviation over seeds, which give the
+error bars); `summary_table` picks the best solver per NFE budget; `results_table` lists every
+configuration; `table1` prints the layout of Song et al. 2021, Table 1; `plot_error_vs_nfe`
+and `plot_error_vs_time` draw the curves with the noise floor. matplotlib is imported inside
+the plotting functions only.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import solver_label
+from .metrics import METRICS
+
+__all__ = [
+    "Row",
+    "aggregate",
+    "plot_error_vs_nfe",
+    "plot_error_vs_time",
+    "results_table",
+    "score_share",
+    "summary_table",
+    "table1",
+]
+
+BUDGETS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+@dataclass
+class Row:
+    """One configuration (dataset, SDE, solver, steps or tolerance) over its seeds."""
+
+    dataset: str
+    sde: str
+    solver: str
+    steps: int | None
+    tol: float | None
+    spec: dict
+    seeds: list[int] = field(default_factory=list)
+    nfe: float = math.nan
+    wall_s: float = math.nan
+    score_s: float = math.nan
+    metrics: dict[str, tuple[float, float]] = field(default_factory=dict)  # mean, std
+    floor: dict[str, float] = field(default_factory=dict)  # mean over seeds
+    floor_sd: dict[str, float] = field(default_factory=dict)  # spread of one exact sample
+    status: str = "ok"
+    sde_kind: str = ""
+
+    @property
+    def knob(self) -> str:
+        """``steps=N`` or ``tol=T`` as a short string."""
+        return f"tol {self.tol:g}" if self.tol is not None else f"{self.steps}"
+
+    @property
+    def name(self) -> str:
+        """Solver and its knob, e.g. ``RD+L@100`` or ``PF-ODE@1e-3``."""
+        knob = f"{self.tol:g}" if self.tol is not None else f"{self.steps}"
+        return f"{self.solver}@{knob}"
+
+
+def _mean_std(vals: list[float]) -> tuple[float, float]:
+    if not vals:
+        return math.nan, math.nan
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def aggregate(records: Sequence[dict]) -> list[Row]:
+    """Group records by configuration and average over seeds, keeping first-seen order.
+
+    A configuration whose seeds did not all finish (``status`` not ``ok``) gets that status
+    and NaN metrics, so it is never reported as best.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        cfg = r["config"]
+        k = (r["dataset"], r["sde"], r["solver"], r["steps"], r["tol"], repr(cfg["solver"]))
+        groups.setdefault(k, []).append(r)
+    rows = []
+    for (ds, sde, sol, steps, tol, _), rs in groups.items():
+        row = Row(ds, sde, sol, steps, tol, rs[0]["config"]["solver"])
+        row.seeds = [r["seed"] for r in rs]
+        row.sde_kind = rs[0]["config"]["sde"].get("kind", "")
+        bad = [r["status"] for r in rs if r["status"] != "ok"]
+        row.status = bad[0] if bad else "ok"
+        names = list(rs[0]["floor"])
+        ok = rs if not bad else []
+        row.nfe = _mean_std([r["nfe"] for r in ok])[0]
+        row.wall_s = _mean_std([r["wall_s"] for r in rs])[0]
+        row.score_s = _mean_std([r["score_s"] for r in rs])[0]
+        row.metrics = {m: _mean_std([r["metrics"][m] for r in ok]) for m in names}
+        row.floor = {
+            m: _mean_std([r["floor"][m] for r in rs if r["floor"][m] is not None])[0] for m in names
+        }
+        row.floor_sd = {
+            m: _mean_std(
+                [r["floor_sd"][m] for r in rs if r.get("floor_sd", {}).get(m) is not None]
+            )[0]
+            for m in names
+        }
+        rows.append(row)
+    return rows
+
+
+def score_share(records: Sequence[dict]) -> tuple[float, float]:
+    """(total sampling wall time in s, share of it spent inside the score function)."""
+    wall = sum(r["wall_s"] for r in records)
+    return wall, (sum(r["score_s"] for r in records) / wall if wall > 0 else math.nan)
+
+
+def _fmt(v: float, sd: float | None = None) -> str:
+    if v is None or not math.isfinite(v):
+        return "-"
+    s = f"{v:.3g}"
+    if sd is not None and sd > 0:
+        s += f" ± {sd:.2g}"
+    return s
+
+
+def _render(header: list[str], body: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in body]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), "  ".join("-" * w for w in widths)]
+    lines += [fmt.format(*r) for r in body]
+    return "\n".join(lines)
+
+
+def _unique(seq):
+    return list(dict.fromkeys(seq))
+
+
+def summary_table(
+    rows: Sequence[Row],
+    metric: str = "sw2",
+    *,
+    markdown: bool = False,
+    budgets: Sequence[int] = BUDGETS,
+) -> str:
+    """Best solver per NFE budget: for each dataset a table whose rows are budgets and whose
+    columns are SDEs; an entry is the configuration with the lowest mean ``metric`` among
+    those whose mean NFE is at most the budget, e.g. ``RD+L@50  0.081``. The noise floor is
+    given in each dataset's heading."""
+    out = []
+    for ds in _unique(r.dataset for r in rows):
+        rs = [r for r in rows if r.dataset == ds and r.status == "ok"]
+        sdes = _unique(r.sde for r in rows if r.dataset == ds)
+        floor = _fmt(statistics.fmean(r.floor.get(metric, math.nan) for r in rs)) if rs else "-"
+        title = f"{ds}: best {metric} per NFE budget (noise floor {floor})"
+        body = []
+        max_nfe = max((r.nfe for r in rs), default=0)
+        for b in budgets:
+            if b > 2 * max_nfe and body:
+                break
+            line = [f"<= {b}"]
+            for sde in sdes:
+                cand = [
+                    r
+                    for r in rs
+                    if r.sde == sde and r.nfe <= b and math.isfinite(r.metrics[metric][0])
+                ]
+                if not cand:
+                    line.append("-")
+                    continue
+                best = min(cand, key=lambda r: r.metrics[metric][0])
+                line.append(f"{best.name} {_fmt(*best.metrics[metric])}")
+            body.append(line)
+        table = _render(["NFE", *sdes], body, markdown)
+        out.append((f"**{title}**\n\n" if markdown else f"{title}\n") + table)
+    return "\n\n".join(out)
+
+
+def results_table(rows: Sequence[Row], *, markdown: bool = False) -> str:
+    """Every configuration: one table per (dataset, SDE) with NFE, each metric (mean ± std
+    over seeds), wall time and a first line holding the noise floor."""
+    out = []
+    for ds in _unique(r.dataset for r in rows):
+        for sde in _unique(r.sde for r in rows if r.dataset == ds):
+            rs = [r for r in rows if r.dataset == ds and r.sde == sde]
+            names = [m for m in METRICS if m in rs[0].floor]
+            header = ["solver", "steps/tol", "NFE", *names, "wall s", "score %"]
+            floor = [
+                "noise floor",
+                "",
+                "",
+                *(_fmt(rs[0].floor[m], rs[0].floor_sd.get(m)) for m in names),
+                "",
+                "",
+            ]
+            body = [floor]
+            for r in rs:
+                share = 100 * r.score_s / r.wall_s if r.wall_s > 0 else math.nan
+                vals = [_fmt(*r.metrics[m]) if r.status == "ok" else r.status for m in names]
+                nfe = f"{r.nfe:.0f}" if math.isfinite(r.nfe) else "-"
+                body.append([r.solver, r.knob, nfe, *vals, f"{r.wall_s:.3g}", f"{share:.0f}"])
+            title = f"{ds} / {sde}"
+            out.append(
+                (f"**{title}**\n\n" if markdown else f"{title}\n") + _render(header, body, markdown)
+            )
+    return "\n\n".join(out)
+
+
+# --- Table 1 --------------------------------------------------------------------------------
+
+_T1_ROWS = {
+    "ancestral": "ancestral sampling",
+    "reverse_diffusion": "reverse diffusion",
+    "euler_maruyama": "Euler-Maruyama",
+}
+_T1_GROUPS = ("ve", "vp", "subvp")  # the paper's order: VE (SMLD), then VP (DDPM)
+
+
+def _t1_slot(spec: dict, steps: int | None) -> tuple[str | None, str] | None:
+    """(row, column) of a configuration in the Table-1 layout, or None if it has no place."""
+    if steps is None:
+        return None
+    kind = spec["kind"]
+    if kind in ("langevin", "annealed_langevin"):
+        return None, f"C{steps}"
+    pred, col = spec, f"P{steps}"
+    if kind == "pc":
+        pred, col = spec["predictor"], f"PC{steps}"
+    if pred["kind"] not in _T1_ROWS:
+        return None
+    row = "probability flow" if pred.get("probability_flow") else _T1_ROWS[pred["kind"]]
+    if pred.get("probability_flow") and pred["kind"] != "reverse_diffusion":
+        row += f" ({solver_label(pred)})"
+    return row, col
+
+
+def _col_order(c: str) -> tuple:
+    kind = c.rstrip("0123456789")
+    return ({"P": 0, "C": 1, "PC": 2}.get(kind, 3), int(c[len(kind) :]))
+
+
+def table1(records: Sequence[dict], metric: str = "sw2", *, markdown: bool = False) -> str:
+    """Results in the layout of Song et al. 2021, Table 1: rows are predictors (ancestral
+    sampling, reverse diffusion, probability flow), columns P1000, P2000, C2000, PC1000 for
+    VE and then VP, entries the mean ``metric`` ± its standard deviation over seeds (in
+    place of FID). C2000 uses no predictor, so it is given once, on the first row."""
+    rows = aggregate(records)
+    groups = {}
+    for r in rows:
+        slot = _t1_slot(r.spec, r.steps)
+        if slot is not None:
+            groups.setdefault((r.dataset, r.sde, r.sde_kind), {})[slot] = r
+    out = []
+    for ds in _unique(k[0] for k in groups):
+        keys = [k for k in groups if k[0] == ds]
+        keys.sort(key=lambda k: _T1_GROUPS.index(k[2]) if k[2] in _T1_GROUPS else 9)
+        cols = {k: sorted({c for _, c in groups[k]}, key=_col_order) for k in keys}
+        pred_rows = _unique(row for k in keys for (row, _) in groups[k] if row is not None)
+        header = ["Predictor"] + [f"{k[1]} {c}" for k in keys for c in cols[k]]
+        body = []
+        for i, pr in enumerate(pred_rows):
+            line = [pr]
+            for k in keys:
+                for c in cols[k]:
+                    slot = (None if c.startswith("C") else pr, c)
+                    r = groups[k].get(slot)
+                    if r is None or (c.startswith("C") and i > 0):
+                        line.append("")
+                    elif r.status != "ok":
+                        line.append(r.status)
+                    else:
+                        line.append(_fmt(*r.metrics[metric]))
+            body.append(line)
+        floor = statistics.fmean(r.floor[metric] for k in keys for r in groups[k].values())
+        seeds = max(len(r.seeds) for k in keys for r in groups[k].values())
+        title = (
+            f"{ds}: {metric} to the truth in place of FID, mean ± std over {seeds} seed(s); "
+            f"noise floor {_fmt(floor)}"
+        )
+        out.append(
+            (f"**{title}**\n\n" if markdown else f"{title}\n") + _render(header, body, markdown)
+        )
+    return "\n\n".join(out)
+
+
+# --- plots ----------------------------------------------------------------------------------
+
+
+def _plot(rows: Sequence[Row], metric: str, x: str, path, title: str):
+    from matplotlib.figure import Figure
+
+    datasets = _unique(r.dataset for r in rows)
+    sdes = _unique(r.sde for r in rows)
+    solvers = _unique(r.solver for r in rows)
+    fig = Figure(figsize=(4.2 * len(sdes) + 1.8, 3.4 * len(datasets)), dpi=90)
+    axes = fig.subplots(len(datasets), len(sdes), squeeze=False)
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(solvers) <= 10 else "tab20"]
+    markers = "os^vD<>ph*"
+    for i, ds in enumerate(datasets):
+        for j, sde in enumerate(sdes):
+            ax = axes[i][j]
+            cell = [r for r in rows if r.dataset == ds and r.sde == sde]
+            for s_idx, sol in enumerate(solvers):
+                rs = [
+                    r
+                    for r in cell
+                    if r.solver == sol and r.status == "ok" and math.isfinite(r.metrics[metric][0])
+                ]
+                if not rs:
+                    continue
+                rs.sort(key=lambda r: r.nfe if x == "nfe" else r.wall_s)
+                xs = [r.nfe if x == "nfe" else r.wall_s for r in rs]
+                ys = [abs(r.metrics[metric][0]) for r in rs]
+                es = [r.metrics[metric][1] for r in rs]
+                adaptive = rs[0].tol is not None
+                ax.errorbar(
+                    xs,
+                    ys,
+                    yerr=es if any(es) else None,
+                    color=cmap(s_idx % cmap.N),
+                    marker=markers[s_idx % len(markers)],
+                    markersize=4,
+                    linestyle="--" if adaptive else "-",
+                    linewidth=1.2,
+                    capsize=2,
+                    label=sol,
+                )
+            fl = [r for r in cell if math.isfinite(r.floor.get(metric, math.nan))]
+            if fl:
+                f = statistics.fmean(r.floor[metric] for r in fl)
+                sd = statistics.fmean(r.floor_sd.get(metric, 0.0) for r in fl)
+                ax.axhline(f, color="k", linestyle=":", linewidth=1.5, label="noise floor")
+                if sd > 0:
+                    ax.axhspan(
+                        max(f - 2 * sd, f / 10),
+                        f + 2 * sd,
+                        color="k",
+                        alpha=0.08,
+                        lw=0,
+                        label="floor ± 2 sd",
+                    )
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.grid(True, which="major", alpha=0.3)
+            ax.set_title(f"{ds} / {sde}", fontsize=10)
+            if i == len(datasets) - 1:
+                ax.set_xlabel("score evaluations (NFE)" if x == "nfe" else "wall time (s)")
+            if j == 0:
+                ax.set_ylabel(metric + (" (|gap|)" if metric == "logp_gap" else ""))
+    handles, labels = {}, []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    fig.legend([handles[lab] for lab in labels], labels, loc="center right", fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1 - 1.6 / (4.2 * len(sdes) + 1.8), 0.97))
+    fig.savefig(path)
+    return fig
+
+
+def plot_error_vs_nfe(rows: Sequence[Row], path: str | Path, metric: str = "sw2"):
+    """Error (``metric``, mean over seeds with ± std error bars) against NFE, one panel per
+    (dataset, SDE), one line per solver (dashed: adaptive), the noise floor dotted. Saves a
+    PNG to ``path`` and returns the matplotlib ``Figure``."""
+    return _plot(rows, metric, "nfe", path, f"{metric} vs score evaluations")
+
+
+def plot_error_vs_time(rows: Sequence[Row], path: str | Path, metric: str = "sw2"):
+    """Like `plot_error_vs_nfe` against sampling wall time."""
+    return _plot(rows, metric, "wall", path, f"{metric} vs wall time")

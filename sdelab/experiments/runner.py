@@ -1,0 +1,386 @@
+r"""Running a comparison grid cell by cell, with results that survive interruption.
+
+A **cell** is one (dataset, SDE, solver, steps or tolerance, seed). Each finished cell is
+appended to ``results.jsonl`` in the output folder and flushed at once, so a run killed
+midway loses no finished cell; running again with the same folder skips every cell whose key
+(a hash of its full configuration) is already there and computes only the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..analytic import GaussianMixture
+from .config import (
+    CompareConfig,
+    build_mixture,
+    build_sde,
+    build_solver,
+    is_adaptive,
+    solver_label,
+)
+from .metrics import Reference
+
+__all__ = ["RESULTS_FILE", "Cell", "TimedScore", "UserProblem", "cells", "load_results", "run"]
+
+RESULTS_FILE = "results.jsonl"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid. ``steps`` is set for fixed-grid solvers, ``tol`` for adaptive
+    ones (then ``steps`` is ``None``)."""
+
+    dataset: dict
+    sde: dict
+    solver: dict
+    steps: int | None
+    tol: float | None
+    seed: int
+    n_samples: int
+    eps: float
+    dtype: str
+    projections: int
+
+    def config(self) -> dict:
+        """The cell's full configuration (JSON-serialisable)."""
+        return {
+            "dataset": self.dataset,
+            "sde": self.sde,
+            "solver": self.solver,
+            "steps": self.steps,
+            "tol": self.tol,
+            "seed": self.seed,
+            "n_samples": self.n_samples,
+            "eps": self.eps,
+            "dtype": self.dtype,
+            "projections": self.projections,
+        }
+
+    def key(self, device: str) -> str:
+        """Resume key: SHA-1 of the canonical JSON of `config` plus the device type."""
+        blob = json.dumps({**self.config(), "device": device}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()
+
+    @property
+    def label(self) -> str:
+        return solver_label(self.solver)
+
+    def describe(self) -> str:
+        knob = f"tol={self.tol:g}" if self.tol is not None else f"steps={self.steps}"
+        return f"{self.dataset['name']} {self.sde['name']} {self.label} {knob} seed={self.seed}"
+
+
+def cells(config: CompareConfig, datasets: list[dict] | None = None) -> list[Cell]:
+    """All cells of a grid, in run order (dataset, SDE, solver, steps/tolerance, seed);
+    ``datasets`` replaces the grid's datasets (a user's data)."""
+    out = []
+    for ds in config.datasets if datasets is None else datasets:
+        for sde in config.sdes:
+            for sol in config.solvers:
+                spec = {k: v for k, v in sol.items() if k not in ("steps", "tolerances")}
+                if is_adaptive(sol):
+                    knobs = [(None, tol) for tol in sol.get("tolerances", config.tolerances)]
+                else:
+                    knobs = [(s, None) for s in sol.get("steps", config.steps)]
+                for steps, tol in knobs:
+                    for seed in config.seeds:
+                        out.append(
+                            Cell(
+                                ds,
+                                sde,
+                                spec,
+                                steps,
+                                tol,
+                                seed,
+                                config.n_samples,
+                                config.eps,
+                                config.dtype,
+                                config.projections,
+                            )
+                        )
+    return out
+
+
+class TimedScore:
+    r"""Wraps a score ``s(x, t)`` and accumulates the wall time spent inside it (``seconds``).
+
+    On CUDA it synchronises the device around each call so the time is the score's own
+    (a measurement cost accepted by the benchmark; the samplers themselves never sync).
+    """
+
+    def __init__(self, score: Callable[[Tensor, object], Tensor]) -> None:
+        self.score = score
+        self.seconds = 0.0
+
+    def __call__(self, x: Tensor, t):
+        cuda = x.is_cuda
+        if cuda:
+            torch.cuda.synchronize(x.device)
+        t0 = time.perf_counter()
+        s = self.score(x, t)
+        if cuda:
+            torch.cuda.synchronize(x.device)
+        self.seconds += time.perf_counter() - t0
+        return s
+
+
+@dataclass
+class UserProblem:
+    """A user's score model and data sample in place of the built-in mixtures.
+
+    Attributes:
+        name: the dataset name shown in tables.
+        make_score: ``make_score(sde) -> score(x, t)``.
+        data: the data sample, shape (N, ...); two disjoint halves of it are the truth and
+            the noise-floor reference.
+        ident: a string identifying score and data in resume keys.
+    """
+
+    name: str
+    make_score: Callable
+    data: Tensor
+    ident: str
+
+
+def load_results(out: str | Path) -> list[dict]:
+    """Every record in ``out/results.jsonl`` (a torn last line from a killed run is skipped)."""
+    path = Path(out) / RESULTS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "key" in rec:
+            records.append(rec)
+    return records
+
+
+def _append(path: Path, record: dict) -> None:
+    """Append one JSON line and flush it to disk (a torn previous line is terminated first)."""
+    with open(path, "a+b") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell():
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write((json.dumps(record) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _truth_seed(seed: int) -> int:
+    """Seed of the truth and noise-floor samples of a cell seed, distinct from the seed of
+    the sampler itself."""
+    return 1_000_003 * (seed + 1) + 7919
+
+
+FLOOR_DRAWS = 8
+
+
+class _Problem:
+    """The reference, noise floor and score of one (dataset, seed) on a device.
+
+    The floor is the mean (and standard deviation) of each metric over `FLOOR_DRAWS`
+    independent true samples of the cell's size scored against the same truth: a single
+    draw of the floor is itself as noisy as the solver's own error.
+    """
+
+    def __init__(self, cell: Cell, device, user: UserProblem | None) -> None:
+        dtype = getattr(torch, cell.dtype)
+        n = cell.n_samples
+        if user is None:
+            self.mixture: GaussianMixture | None = build_mixture(cell.dataset)
+            g = torch.Generator().manual_seed(_truth_seed(cell.seed))
+            draw = [self.mixture.sample(n, g) for _ in range(1 + FLOOR_DRAWS)]
+            self.shape = (n, self.mixture.dim)
+            mixture = self.mixture.to(device=device, dtype=dtype)
+        else:
+            self.mixture = mixture = None
+            data = user.data.reshape(user.data.shape[0], -1)
+            g = torch.Generator().manual_seed(_truth_seed(cell.seed))
+            perm = torch.randperm(data.shape[0], generator=g)
+            rest = perm[n:]  # floor references never share a row with the truth
+            draw = [data[perm[:n]]] + [
+                data[rest[torch.randperm(rest.shape[0], generator=g)[:n]]]
+                for _ in range(FLOOR_DRAWS)
+            ]
+            self.shape = (n, *user.data.shape[1:])
+        truth = draw[0].to(device=device, dtype=dtype)
+        self.ref = Reference(truth, mixture, n_projections=cell.projections, seed=0)
+        floors = [self.ref.evaluate(d.to(device=device, dtype=dtype)) for d in draw[1:]]
+        self.floor, self.floor_sd = {}, {}
+        for k in self.ref.metric_names:
+            vals = torch.tensor([abs(f[k]) for f in floors], dtype=torch.float64)
+            self.floor[k] = float(vals.mean())
+            self.floor_sd[k] = float(vals.std())
+        self.user = user
+        self.device_mixture = mixture
+
+    def score(self, sde):
+        if self.user is not None:
+            return self.user.make_score(sde)
+        return self.device_mixture.score(sde)
+
+
+def run_cell(cell: Cell, problem: _Problem, device) -> dict:
+    """Sample one cell with `sdelab.sample`, time it, and score it against the truth."""
+    from .. import sample
+
+    sde = build_sde(cell.sde)
+    solver = build_solver(cell.solver, tol=cell.tol)
+    score = TimedScore(problem.score(sde))
+    dtype = getattr(torch, cell.dtype)
+    gen = torch.Generator(device=device).manual_seed(cell.seed)
+    rec: dict = {"status": "ok"}
+    sync = torch.device(device).type == "cuda"
+    t0 = time.perf_counter()
+    try:
+        res = sample(
+            sde,
+            score,
+            solver,
+            problem.shape,
+            steps=cell.steps,
+            eps=cell.eps,
+            generator=gen,
+            device=device,
+            dtype=dtype,
+            progress=False,
+        )
+        if sync:
+            torch.cuda.synchronize(device)
+    except (FloatingPointError, RuntimeError, ValueError) as e:
+        rec.update(status="error", error=f"{type(e).__name__}: {e}")
+        res = None
+    wall = time.perf_counter() - t0
+    rec.update(wall_s=wall, score_s=score.seconds)
+    if res is None:
+        rec.update(nfe=None, solver_steps=None, metrics=dict.fromkeys(problem.ref.metric_names))
+    else:
+        metrics = problem.ref.evaluate(res.x)
+        if any(v is None for v in metrics.values()):
+            rec["status"] = "diverged"
+        rec.update(nfe=int(res.nfe), solver_steps=_int_or_none(res.steps), metrics=metrics)
+    rec["floor"] = problem.floor
+    rec["floor_sd"] = problem.floor_sd
+    rec["solver_repr"] = repr(solver)
+    return rec
+
+
+def _int_or_none(v) -> int | None:
+    return None if v is None else int(v)
+
+
+def _iter_todo(
+    todo: list[Cell], progress: bool, total: int, done: int
+) -> Iterator[tuple[Cell, object]]:
+    if not progress:
+        for c in todo:
+            yield c, None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=done, desc="sdelab compare", unit="cell", dynamic_ncols=True)
+    try:
+        for c in todo:
+            bar.set_postfix_str(c.describe(), refresh=False)
+            yield c, bar
+            bar.update(1)
+    finally:
+        bar.close()
+
+
+def run(
+    config: CompareConfig,
+    out: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    user: UserProblem | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Run every cell of ``config`` not yet in ``out/results.jsonl``, appending each result
+    as it finishes; returns the records of all cells of ``config`` (old and new), in grid
+    order.
+
+    Each record holds the cell's ``config`` and ``key``, display fields (``dataset``, ``sde``,
+    ``solver``, ``steps``, ``tol``, ``seed``), ``nfe`` (score evaluations), ``solver_steps``,
+    ``wall_s`` (sampling time), ``score_s`` (time inside the score), ``metrics`` and their
+    noise ``floor`` (`sdelab.experiments.metrics.Reference`), ``status`` (``ok``,
+    ``diverged`` or ``error`` with ``error``) and provenance (versions, device, time).
+    """
+    import sdelab
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RESULTS_FILE
+    dev = torch.device(device)
+    datasets = None
+    if user is not None:
+        n_max = user.data.shape[0] // 2
+        if config.n_samples > n_max:
+            raise ValueError(
+                f"n_samples = {config.n_samples} needs a data sample of at least "
+                f"{2 * config.n_samples} rows (truth + noise floor), got {user.data.shape[0]}; "
+                f"pass --n-samples {n_max} or fewer"
+            )
+        datasets = [{"name": user.name, "user": user.ident}]
+    grid = cells(config, datasets)
+    existing = {r["key"]: r for r in load_results(out)}
+    keys = [c.key(dev.type) for c in grid]
+    todo = [c for c, k in zip(grid, keys, strict=True) if k not in existing]
+    problems: dict = {}
+    provenance = {
+        "sdelab": sdelab.__version__,
+        "torch": torch.__version__,
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+    }
+    for cell, bar in _iter_todo(todo, progress, len(grid), len(grid) - len(todo)):
+        pkey = (json.dumps(cell.dataset, sort_keys=True), cell.seed)
+        if pkey not in problems:
+            problems.clear()  # one dataset's truth samples at a time
+            problems[pkey] = _Problem(cell, dev, user)
+        rec = run_cell(cell, problems[pkey], dev)
+        record = {
+            "key": cell.key(dev.type),
+            "dataset": cell.dataset["name"],
+            "sde": cell.sde["name"],
+            "solver": cell.label,
+            "steps": cell.steps,
+            "tol": cell.tol,
+            "seed": cell.seed,
+            **rec,
+            "config": cell.config(),
+            **provenance,
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        _append(path, _json_safe(record))
+        existing[record["key"]] = record
+        if bar is not None and rec["status"] != "ok":
+            bar.write(f"  {cell.describe()}: {rec['status']} {rec.get('error', '')}")
+    return [existing[k] for k in keys]
+
+
+def _json_safe(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_safe(x) for x in v]
+    return v
