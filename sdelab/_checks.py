@@ -118,3 +118,11 @@ def check_finite(name: str, x: Tensor) -> Tensor:
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"{name} must be finite, but {bad} of its {x.numel()} entries are NaN/inf")
     return x
+
+
+def check_like(name: str, out: object, x: Tensor) -> Tensor:
+    """Raise unless a model's output ``out`` (named ``name``) is a tensor shaped like ``x``."""
+    if not isinstance(out, Tensor) or out.shape != x.shape:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"{name} must return a tensor shaped like x {tuple(x.shape)}, got {got}")
+    return out
