@@ -83,13 +83,26 @@ SOLVER_KINDS: dict[str, tuple[str, str, dict[str, str], str]] = {
     "probability_flow_ode": (
         "ProbabilityFlowODE",
         "PF-ODE",
-        {"method": _STR, "rtol": _FLOAT, "atol": _FLOAT},
+        {
+            "method": _STR,
+            "rtol": _FLOAT,
+            "atol": _FLOAT,
+            "backend": _STR,
+            "error_norm": _STR,
+        },
         "adaptive",
     ),
     "torchsde": (
         "TorchSDE",
         "torchsde",
-        {"method": _STR, "adaptive": _BOOL, "rtol": _FLOAT, "atol": _FLOAT, "dt": _FLOAT},
+        {
+            "method": _STR,
+            "adaptive": _BOOL,
+            "rtol": _FLOAT,
+            "atol": _FLOAT,
+            "dt": _FLOAT,
+            "dt_min": _FLOAT,
+        },
         "adaptive",
     ),
 }
@@ -326,7 +339,7 @@ def _check_solver(v: Any, key: str, *, nested: str | None = None) -> dict:
             t.used.add(opt)
         else:
             val = t.get(opt, typ)
-            if opt in ("snr", "rtol", "atol", "dt"):
+            if opt in ("snr", "rtol", "atol", "dt", "dt_min"):
                 _positive(val, t.key(opt))
             if opt == "n_steps" and val < 1:
                 raise ConfigError(f"{t.key(opt)} must be an integer >= 1, got {val!r}")
@@ -375,6 +388,8 @@ def solver_label(spec: dict) -> str:
         base += "-PF"
     if kind == "torchsde" and "method" in spec:
         base += f"-{spec['method']}"
+    if spec.get("backend", "scipy") != "scipy":
+        base += f"-{spec['backend']}"
     return base
 
 
