@@ -18,8 +18,10 @@
 # The formulas are on the [Forward SDEs](../../concepts/forward_sdes/) page; the exact
 # densities come from the [Gaussian-mixture oracle](../../concepts/oracle/).
 #
-# The environment variable `SDELAB_TUTORIAL_SIZE` picks the size: `small` (what CI and the
-# docs build run, a few seconds) or `full` (the default, more paths and finer grids).
+# This page is an executed notebook. Its source, [01_forward_sdes.py](01_forward_sdes.py),
+# is a plain Python script (run it with `python`, or open it in Jupyter via jupytext). The
+# environment variable `SDELAB_TUTORIAL_SIZE` picks the size: `small` (what CI and the docs
+# build run, a few seconds) or `full` (the default, more paths and finer grids).
 
 # %%
 import os

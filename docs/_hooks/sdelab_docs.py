@@ -106,8 +106,9 @@ def on_page_content(html, page, config, files):
 
 def _check_links(html, page, files) -> None:
     """Warn about relative links in a tutorial page that lead to no file of the site."""
-    urls = {f.url.rstrip("/") for f in files}
     base = page.url if page.url.endswith("/") or not page.url else dirname(page.url) + "/"
+    urls = {f.url.rstrip("/") for f in files}
+    urls.add(base + Path(page.file.src_uri).name)  # the source, copied by include_source
     for href in _HREF.findall(html):
         if not href or href.startswith("/") or _SCHEME.match(href):
             continue  # same-page anchor, absolute path or external URL
