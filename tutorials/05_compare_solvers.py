@@ -90,7 +90,10 @@ grid = {
         "euler_maruyama",
         "ancestral",
         {"kind": "pc", "predictor": "reverse_diffusion", "corrector": "langevin"},
-        {"kind": "probability_flow_ode", "tolerances": [1e-2, 1e-4] if SMALL else [1e-2, 1e-3, 1e-4]},
+        {
+            "kind": "probability_flow_ode",
+            "tolerances": [1e-2, 1e-4] if SMALL else [1e-2, 1e-3, 1e-4],
+        },
     ],
     "steps": [5, 20, 80] if SMALL else [5, 10, 20, 50, 100, 200, 500],
     "n_samples": N,
@@ -136,11 +139,19 @@ score = gmm.score(sde)
 fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharex=True, sharey=True)
 panels = [
     ("truth", gmm.sample(N, gen)),
-    ("EM, 5 steps", sdelab.sample(sde, score, sdelab.EulerMaruyama(), (N, 2), steps=5, generator=gen).x),
+    (
+        "EM, 5 steps",
+        sdelab.sample(sde, score, sdelab.EulerMaruyama(), (N, 2), steps=5, generator=gen).x,
+    ),
     (
         "RD + Langevin, 80 steps",
         sdelab.sample(
-            sde, score, sdelab.PC(sdelab.ReverseDiffusion(), sdelab.Langevin()), (N, 2), steps=80, generator=gen
+            sde,
+            score,
+            sdelab.PC(sdelab.ReverseDiffusion(), sdelab.Langevin()),
+            (N, 2),
+            steps=80,
+            generator=gen,
         ).x,
     ),
 ]
