@@ -521,6 +521,7 @@ _ALL_SOLVERS: list = [
     {"kind": "pc", "predictor": "reverse_diffusion", "corrector": "annealed_langevin"},
     {"kind": "langevin", "steps": [100, 200, 500, 1000]},
     {"kind": "probability_flow_ode", "tolerances": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5]},
+    {"kind": "probability_flow_ode", "backend": "torch", "tolerances": [1e-1, 1e-2, 1e-3, 1e-4]},
     {"kind": "torchsde", "method": "srk", "tolerances": [1e-1, 3e-2, 1e-2]},
     {"kind": "torchsde", "method": "euler", "adaptive": False, "steps": [10, 50, 200]},
 ]
@@ -553,7 +554,7 @@ PRESETS: dict[str, dict] = {
         "steps": [10, 20, 50, 100, 200, 500, 1000],
         "tolerances": [1e-2, 1e-3, 1e-4, 1e-5],
         "n_samples": 1000,
-        "seeds": [0],
+        "seeds": [0, 1, 2],
     },
     "quick": {
         "name": "quick",

@@ -332,7 +332,9 @@ def _plot(rows: Sequence[Row], metric: str, x: str, path, title: str):
             fl = [r for r in cell if math.isfinite(r.floor.get(metric, math.nan))]
             if fl:
                 f = statistics.fmean(r.floor[metric] for r in fl)
-                sd = statistics.fmean(r.floor_sd.get(metric, 0.0) for r in fl)
+                # the band is for a mean over the row's seeds: sd of one draw / sqrt(seeds)
+                k = max(len(r.seeds) for r in fl)
+                sd = statistics.fmean(r.floor_sd.get(metric, 0.0) for r in fl) / math.sqrt(k)
                 ax.axhline(f, color="k", linestyle=":", linewidth=1.5, label="noise floor")
                 if sd > 0:
                     ax.axhspan(
@@ -366,8 +368,9 @@ def _plot(rows: Sequence[Row], metric: str, x: str, path, title: str):
 
 def plot_error_vs_nfe(rows: Sequence[Row], path: str | Path, metric: str = "sw2"):
     """Error (``metric``, mean over seeds with ± std error bars) against NFE, one panel per
-    (dataset, SDE), one line per solver (dashed: adaptive), the noise floor dotted. Saves a
-    PNG to ``path`` and returns the matplotlib ``Figure``."""
+    (dataset, SDE), one line per solver (dashed: adaptive), the noise floor dotted with a
+    shaded band of ± 2 standard deviations of a mean over as many exact samples as there are
+    seeds. Saves a PNG to ``path`` and returns the matplotlib ``Figure``."""
     return _plot(rows, metric, "nfe", path, f"{metric} vs score evaluations")
 
 
