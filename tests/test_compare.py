@@ -227,3 +227,35 @@ def test_shipped_example_and_presets_are_valid():
     for name in ("default", "quick", "table1"):
         p = preset(name)
         assert math.isfinite(p.eps) and runner_mod.cells(p)
+
+
+def test_load_score_conventions(tmp_path):
+    from sdelab.experiments import load_score
+
+    (tmp_path / "models.py").write_text(
+        "import torch\n"
+        "def score(x, t):\n"
+        "    return -x\n"
+        "def make(sde):\n"
+        "    return lambda x, t: -x * sde\n"
+        "def make0():\n"
+        "    return lambda x, t: -2 * x\n"
+        "class Net(torch.nn.Module):\n"
+        "    def forward(self, x, t):\n"
+        "        return -3 * x\n"
+        "net = Net()\n"
+        "answer = 42\n"
+    )
+    x = torch.ones(2, 3)
+    f = str(tmp_path / "models.py")
+    # a score (two parameters) is used as is; a factory is called with the SDE, or nothing
+    assert torch.equal(load_score(f"{f}:score")(None)(x, 0.5), -x)
+    assert torch.equal(load_score(f"{f}:make")(5.0)(x, 0.5), -5 * x)
+    assert torch.equal(load_score(f"{f}:make0")(None)(x, 0.5), -2 * x)
+    assert torch.equal(load_score(f"{f}:net")(None)(x, 0.5), -3 * x)
+    with pytest.raises(ValueError, match="not callable"):
+        load_score(f"{f}:answer")
+    with pytest.raises(ValueError, match="has no attribute"):
+        load_score(f"{f}:missing")
+    with pytest.raises(ValueError, match="module:callable"):
+        load_score("no_colon")

@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -72,7 +73,8 @@ def load_score(target: str) -> Callable:
     * a **factory** taking the SDE, ``make(sde) -> score`` (one parameter), or nothing,
       ``make() -> score`` (no parameter).
 
-    Returns ``make_score(sde) -> score``. A noise-prediction network becomes a score with
+    The module is imported with the current directory on ``sys.path``. Returns
+    ``make_score(sde) -> score``. A noise-prediction network becomes a score with
     `sdelab.score_from_noise` inside a factory.
     """
     if ":" not in target:
@@ -88,7 +90,16 @@ def load_score(target: str) -> Callable:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     else:
-        module = importlib.import_module(mod_name)
+        # like ``python -m``: the current directory is importable (a console script's
+        # sys.path starts with its own folder instead)
+        added = os.getcwd() not in sys.path
+        if added:
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(mod_name)
+        finally:
+            if added:
+                sys.path.remove(os.getcwd())
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
