@@ -221,6 +221,8 @@ class LinearSDE(SDE):
         For VP this is DDPM's step ($\alpha = \sqrt{1-\beta_i}$, $v = \beta_i$), for VE the
         SMLD step ($\alpha = 1$, $v = \sigma_i^2 - \sigma_{i-1}^2$). Returns ``(alpha, v)``.
         """
+        t = check_time(t, self.T)
+        dt = check_positive("dt", dt)
         s = tm.clamp_min(t - dt, 0.0)
         alpha = self.mean_coeff(t) / self.mean_coeff(s)
         v = tm.clamp_min(self.std(t) ** 2 - alpha**2 * self.std(s) ** 2, 0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import _tmath as tm
-from .._checks import Time, check_order, check_positive
+from .._checks import Time, check_order, check_positive, check_time
 from .base import LinearSDE
 
 __all__ = ["VESDE"]
@@ -45,26 +45,33 @@ class VESDE(LinearSDE):
 
     def sigma(self, t: Time) -> Time:
         r"""The paper's noise level $\sigma(t) = \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^t$."""
+        t = check_time(t, self.T)
         return self.sigma_min * tm.exp(t * self._log_ratio)
 
     def drift_coeff(self, t: Time) -> Time:
         r"""$a(t) = 0$."""
+        t = check_time(t, self.T)
         return tm.like_time(0.0, t)
 
     def diffusion(self, t: Time) -> Time:
         r"""$g(t) = \sigma(t)\sqrt{2\log(\sigma_{\max}/\sigma_{\min})}$."""
+        t = check_time(t, self.T)
         return self.sigma(t) * math.sqrt(2.0 * self._log_ratio)
 
     def mean_coeff(self, t: Time) -> Time:
         r"""$m(t) = 1$."""
+        t = check_time(t, self.T)
         return tm.like_time(1.0, t)
 
     def std(self, t: Time) -> Time:
         r"""$\sqrt{\sigma(t)^2 - \sigma_{\min}^2} = \sigma_{\min}\sqrt{e^{2t\log(\sigma_{\max}/\sigma_{\min})} - 1}$."""
+        t = check_time(t, self.T)
         return self.sigma_min * tm.sqrt(tm.expm1(2.0 * t * self._log_ratio))
 
     def transition(self, t: Time, dt: float) -> tuple[Time, Time]:
         r"""SMLD step: $\alpha = 1$, $v = \sigma(t)^2 - \sigma(t - \Delta t)^2$."""
+        t = check_time(t, self.T)
+        dt = check_positive("dt", dt)
         s = tm.clamp_min(t - dt, 0.0)
         return tm.like_time(1.0, t), self.sigma(t) ** 2 - self.sigma(s) ** 2
 
