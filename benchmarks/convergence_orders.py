@@ -72,9 +72,7 @@ def nfe_table(paths: int) -> None:
         for e in errs:
             s = e.solver
             name = f"{s.method}, " + (f"adaptive tol={s.rtol:g}" if s.adaptive else "fixed")
-            print(
-                f"| {type(sde).__name__} | {name} | {e.steps} | {e.nfe} | {e.error:.2e} |"
-            )
+            print(f"| {type(sde).__name__} | {name} | {e.steps} | {e.nfe} | {e.error:.2e} |")
 
 
 def main() -> None:

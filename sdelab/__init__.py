@@ -6,6 +6,7 @@ Forward SDEs (`VPSDE`, `SubVPSDE`, `VESDE`), the analytic oracle (`GaussianMixtu
 from .analytic import GaussianMixture
 from .scores import score_from_noise
 from .sde import SDE, VESDE, VPSDE, GeometricBrownianMotion, OrnsteinUhlenbeck, SubVPSDE
+from .solvers import TorchSDE
 
 __version__ = "0.1.0"
 
@@ -17,5 +18,6 @@ __all__ = [
     "GeometricBrownianMotion",
     "OrnsteinUhlenbeck",
     "SubVPSDE",
+    "TorchSDE",
     "score_from_noise",
 ]

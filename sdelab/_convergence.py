@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
 from .sde.linear import GeometricBrownianMotion, OrnsteinUhlenbeck
 from .sde.simulate import simulate

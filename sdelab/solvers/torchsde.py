@@ -24,6 +24,7 @@ torchsde is in maintenance mode; everything it needs stays in this module.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -220,7 +221,7 @@ class TorchSDE(AdaptiveSolver):
         try:
             with torch.random.fork_rng(devices=devices):
                 if self.adaptive:  # one sdeint call per output interval: outputs are exact states
-                    for a, b in zip(outs[:-1], outs[1:], strict=True):
+                    for a, b in itertools.pairwise(outs):
                         seg = torch.tensor([a, b], dtype=torch.float64)
                         ys.append(self._sdeint(system, ys[-1], seg, counting, min(dt, b - a))[-1])
                 else:
@@ -357,4 +358,3 @@ class _CountingBrownian:
 
     def __repr__(self) -> str:
         return f"<counting {self.bm!r}>"
-
