@@ -1,6 +1,6 @@
 """Measured convergence orders and the evidence behind TorchSDE's default method.
 
-Run by hand (about a minute on one core):
+Run by hand (about a minute on one core; the NFE table is the part that takes time):
 
     PYTHONPATH=$PWD python benchmarks/convergence_orders.py
 
