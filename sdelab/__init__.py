@@ -4,20 +4,37 @@ Forward SDEs (`VPSDE`, `SubVPSDE`, `VESDE`), the analytic oracle (`GaussianMixtu
 """
 
 from .analytic import GaussianMixture
+from .sampling import SampleResult, sample
 from .scores import score_from_noise
 from .sde import SDE, VESDE, VPSDE, GeometricBrownianMotion, OrnsteinUhlenbeck, SubVPSDE
-from .solvers import TorchSDE
+from .solvers import (
+    PC,
+    AncestralSampling,
+    AnnealedLangevin,
+    EulerMaruyama,
+    Langevin,
+    ReverseDiffusion,
+    TorchSDE,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PC",
     "SDE",
     "VESDE",
     "VPSDE",
+    "AncestralSampling",
+    "AnnealedLangevin",
+    "EulerMaruyama",
     "GaussianMixture",
     "GeometricBrownianMotion",
+    "Langevin",
     "OrnsteinUhlenbeck",
+    "ReverseDiffusion",
+    "SampleResult",
     "SubVPSDE",
     "TorchSDE",
+    "sample",
     "score_from_noise",
 ]
