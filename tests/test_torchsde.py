@@ -14,10 +14,12 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sdelab
 from sdelab.solvers.base import CountingScore
-from sdelab.solvers.torchsde import TorchSDE
+from sdelab.solvers.torchsde import METHODS, TorchSDE
 
 N = 4000
 EPS = 1e-3
@@ -47,25 +49,25 @@ class _RawCounter:
 
 
 def run(sde, solver, n=N, *, seed=0, steps=None, shape=None, return_trajectory=False, **kw):
-    """What `sdelab.sample` does for an adaptive solver: prior draw, then `solve`."""
-    g = torch.Generator().manual_seed(seed)
+    """`sdelab.sample` with TorchSDE; returns (result, reported NFE, true score calls, x_T)."""
     shape = shape or (n, MIX.dim)
-    x = sde.prior_sample(shape, generator=g, dtype=kw.pop("dtype", None))
+    dtype = kw.pop("dtype", None)
     raw = _RawCounter(MIX.score(sde))
-    score = CountingScore(raw)
-    res = solver.solve(
+    res = sdelab.sample(
         sde,
-        score,
-        x,
-        sde.T,
-        EPS,
+        raw,
+        solver,
+        shape,
         steps=steps,
-        generator=g,
+        eps=EPS,
+        generator=torch.Generator().manual_seed(seed),
+        dtype=dtype,
         progress=kw.pop("progress", False),
         return_trajectory=return_trajectory,
     )
-    score.check()
-    return res, score.nfe, raw.calls, x
+    # sample draws the prior first from the same generator
+    x_T = sde.prior_sample(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    return res, res.nfe, raw.calls, x_T
 
 
 def sliced_w1(a, b, n_proj=64, seed=0):
@@ -243,20 +245,18 @@ def test_adaptive_trajectory_outputs_are_exact_states():
 def test_image_shapes_and_dtype_follow_input(dtype):
     mix4 = sdelab.GaussianMixture([[0.0, 1.0, -1.0, 0.5]], [0.5])
     sde = sdelab.VPSDE()
-    x = sde.prior_sample((16, 1, 2, 2), dtype=dtype)
-    res = TorchSDE(adaptive=False).solve(
+    shape = (16, 1, 2, 2)
+    res = sdelab.sample(
         sde,
-        CountingScore(mix4.score(sde)),
-        x,
-        1.0,
-        EPS,
+        mix4.score(sde),
+        TorchSDE(adaptive=False),
+        shape,
         steps=10,
-        generator=None,
-        progress=False,
+        dtype=dtype,
         return_trajectory=True,
     )
-    assert res.x.shape == x.shape and res.x.dtype == dtype
-    assert res.trajectory.shape == (11, *x.shape) and res.times.dtype == dtype
+    assert res.x.shape == shape and res.x.dtype == dtype
+    assert res.trajectory.shape == (11, *shape) and res.times.dtype == dtype
 
 
 def test_progress_bar_does_not_change_the_numerics():
@@ -312,3 +312,34 @@ def test_bad_types_and_immutability():
 def test_exported():
     assert sdelab.TorchSDE is TorchSDE
     assert sdelab.solvers.TorchSDE is TorchSDE
+
+
+@settings(max_examples=12)
+@given(
+    method=st.sampled_from(sorted(METHODS)),
+    adaptive=st.booleans(),
+    steps=st.integers(1, 12),
+    batch=st.integers(1, 5),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    sde=st.sampled_from(SDES),
+    eps=st.floats(1e-3, 0.5),
+)
+def test_property_nfe_steps_shape_dtype(method, adaptive, steps, batch, dtype, sde, eps):
+    raw = _RawCounter(MIX.score(sde))
+    res = sdelab.sample(
+        sde,
+        raw,
+        TorchSDE(method=method, adaptive=adaptive, rtol=1e-2, atol=1e-2),
+        (batch, 1, 2),
+        steps=steps,
+        eps=eps,
+        dtype=dtype,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert res.x.shape == (batch, 1, 2) and res.x.dtype == dtype
+    assert res.nfe == raw.calls
+    if not adaptive:  # exactly `steps` steps, each costing the method's distinct stages
+        assert res.steps == steps
+        assert res.nfe == METHODS[method]["nfe_per_step"] * steps
+    else:
+        assert res.steps >= 1
