@@ -14,6 +14,7 @@ from .solvers import (
     EulerMaruyama,
     Langevin,
     ReverseDiffusion,
+    TorchSDE,
 )
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ __all__ = [
     "ReverseDiffusion",
     "SampleResult",
     "SubVPSDE",
+    "TorchSDE",
     "sample",
     "score_from_noise",
 ]

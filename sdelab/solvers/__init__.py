@@ -6,6 +6,7 @@ from .euler_maruyama import EulerMaruyama
 from .langevin import AnnealedLangevin, Langevin
 from .pc import PC, Corrector, Predictor
 from .reverse_diffusion import ReverseDiffusion
+from .torchsde import TorchSDE
 
 __all__ = [
     "PC",
@@ -20,4 +21,5 @@ __all__ = [
     "Predictor",
     "ReverseDiffusion",
     "Solver",
+    "TorchSDE",
 ]
