@@ -5,26 +5,43 @@ Forward SDEs (`VPSDE`, `SubVPSDE`, `VESDE`), the analytic oracle (`GaussianMixtu
 
 from .analytic import GaussianMixture
 from .likelihood import LikelihoodResult, bits_per_dim, decode, dequantize, encode, log_likelihood
+from .sampling import SampleResult, sample
 from .scores import score_from_noise
 from .sde import SDE, VESDE, VPSDE, GeometricBrownianMotion, OrnsteinUhlenbeck, SubVPSDE
-from .solvers import ProbabilityFlowODE
+from .solvers import (
+    PC,
+    AncestralSampling,
+    AnnealedLangevin,
+    EulerMaruyama,
+    Langevin,
+    ProbabilityFlowODE,
+    ReverseDiffusion,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PC",
     "SDE",
     "VESDE",
     "VPSDE",
+    "AncestralSampling",
+    "AnnealedLangevin",
+    "EulerMaruyama",
     "GaussianMixture",
     "GeometricBrownianMotion",
+    "Langevin",
     "LikelihoodResult",
     "OrnsteinUhlenbeck",
     "ProbabilityFlowODE",
+    "ReverseDiffusion",
+    "SampleResult",
     "SubVPSDE",
     "bits_per_dim",
     "decode",
     "dequantize",
     "encode",
     "log_likelihood",
+    "sample",
     "score_from_noise",
 ]

@@ -59,6 +59,10 @@ def check_time(t: Time, T: float, *, name: str = "t") -> Time:
     Python numbers are returned as ``float``. A tensor must be floating point, 0-d or 1-d, and
     its values are checked (one host synchronisation).
     """
+    if type(t) is float:  # the fixed-grid samplers' case: keep it cheap
+        if not 0.0 <= t <= T:  # also rejects NaN
+            raise ValueError(f"{name} must lie in [0, T] = [0, {T}], got {t!r}")
+        return t
     if isinstance(t, Tensor):
         if not t.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
@@ -118,3 +122,11 @@ def check_finite(name: str, x: Tensor) -> Tensor:
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"{name} must be finite, but {bad} of its {x.numel()} entries are NaN/inf")
     return x
+
+
+def check_like(name: str, out: object, x: Tensor) -> Tensor:
+    """Raise unless a model's output ``out`` (named ``name``) is a tensor shaped like ``x``."""
+    if not isinstance(out, Tensor) or out.shape != x.shape:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"{name} must return a tensor shaped like x {tuple(x.shape)}, got {got}")
+    return out

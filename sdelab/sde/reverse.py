@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from .. import _tmath as tm
-from .._checks import Time, check_time_like
+from .._checks import Time, check_like, check_time_like
 from .base import SDE
 
 __all__ = ["ReverseSDE", "Score"]
@@ -45,11 +46,7 @@ class ReverseSDE:
     def score_at(self, x: Tensor, t: Time) -> Tensor:
         """Evaluate the score and check that it is shaped like ``x``."""
         s = self.score(x, t)
-        if not isinstance(s, Tensor) or s.shape != x.shape:
-            got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
-            raise ValueError(
-                f"score(x, t) must return a tensor shaped like x {tuple(x.shape)}, got {got}"
-            )
+        check_like("score(x, t)", s, x)
         return s
 
     def drift(self, x: Tensor, t: Time, score: Tensor | None = None) -> Tensor:
@@ -62,7 +59,9 @@ class ReverseSDE:
             score = self.score_at(x, t)
         g2 = self.sde.diffusion(t) ** 2
         c = 0.5 if self.probability_flow else 1.0
-        return self.sde.drift(x, t) - tm.bcast(c * g2, x) * score
+        if isinstance(g2, Tensor):
+            return self.sde.drift(x, t) - tm.bcast(c * g2, x) * score
+        return torch.sub(self.sde.drift(x, t), score, alpha=c * g2)  # one kernel for float t
 
     def diffusion(self, t: Time) -> Time:
         r"""$g(t)$ for the SDE, $0$ for the probability-flow ODE."""
