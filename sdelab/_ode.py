@@ -119,7 +119,7 @@ def odeint(
     t1: float,
     *,
     backend: str = "scipy",
-    method="RK45",
+    method: str | type = "RK45",
     rtol: float = 1e-5,
     atol: float = 1e-5,
     ode_dtype: torch.dtype | None = None,
@@ -135,10 +135,12 @@ def odeint(
             tensor shaped like ``y0`` in ``y0``'s dtype and device; it must return a tensor of
             that shape (any floating dtype). It is called under ``torch.no_grad()``.
         y0: the initial state, shape (B, ...): a batch sharing one step size.
-        t0, t1: the span's start and end (Python floats, ``t0 != t1``).
+        t0: the start of the span (a Python float).
+        t1: its end (``t1 != t0``; smaller than ``t0`` integrates backwards).
         backend: ``"scipy"`` or ``"torch"`` (see the module docs).
         method: a `solve_ivp` method for scipy; ``"RK45"`` (= ``"dopri5"``) for torch.
-        rtol, atol: relative and absolute tolerances, both $> 0$; a step is accepted when
+        rtol: relative tolerance, $> 0$.
+        atol: absolute tolerance, $> 0$. A step is accepted when
             $\operatorname{RMS}\big(e_i / (\mathrm{atol} + \mathrm{rtol}\max(|y_i|, |y^{new}_i|))\big) < 1$
             (the RMS over each sample or over the batch, see ``error_norm``).
         ode_dtype: the dtype the integrator holds the state in. scipy: float64 only (the

@@ -148,7 +148,7 @@ def log_likelihood(
     noise: str = "rademacher",
     n_probes: int = 1,
     backend: str = "scipy",
-    method="RK45",
+    method: str | type = "RK45",
     rtol: float = 1e-5,
     atol: float = 1e-5,
     eps: float = 1e-5,
@@ -195,7 +195,9 @@ def log_likelihood(
             or ``"torch"`` (sdelab's Dormand-Prince on ``x``'s device; the state never leaves
             it). Both give the same answer within the tolerances.
         method: the integrator (see `sdelab.ProbabilityFlowODE`).
-        rtol, atol: integrator tolerances, $> 0$, held by every sample (see ``error_norm``).
+        rtol: relative tolerance of the integrator, $> 0$, held by every sample (see
+            ``error_norm``).
+        atol: absolute tolerance, $> 0$.
         eps: the start time $\varepsilon \in (0, T)$.
         prior_logp: ``prior_logp(z) -> (B,)``, the log-density at $T$; default
             ``sde.prior_logp``.
@@ -282,7 +284,7 @@ def encode(
     *,
     eps: float = 1e-5,
     backend: str = "scipy",
-    method="RK45",
+    method: str | type = "RK45",
     rtol: float = 1e-5,
     atol: float = 1e-5,
     progress: bool = False,
@@ -306,7 +308,7 @@ def decode(
     *,
     eps: float = 1e-5,
     backend: str = "scipy",
-    method="RK45",
+    method: str | type = "RK45",
     rtol: float = 1e-5,
     atol: float = 1e-5,
     progress: bool = False,

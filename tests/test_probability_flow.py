@@ -148,20 +148,10 @@ def sliced_w2(a, b, n_dirs=64):
     return (pa - pb).pow(2).mean().sqrt()
 
 
-@pytest.mark.parametrize(
-    ("name", "d", "n"), [("vp", 2, 2000), ("subvp", 2, 2000), ("ve", 2, 2000), ("vp", 8, 1000)]
-)
-def test_probability_flow_samples_the_mixture(name, d, n):
-    sde, mix, eps = SDES[name](), mixture(d), 1e-3
-    g = torch.Generator().manual_seed(1)
-    z = mix.at(sde, sde.T).sample(n, generator=g)  # the exact p_T: no prior mismatch
-    score = CountingScore(mix.score(sde))
-    res = ProbabilityFlowODE().solve(
-        sde, score, z, sde.T, eps, steps=None, generator=None, progress=False,
-        return_trajectory=False,
-    )  # fmt: skip
-    x = res.x
-    target = mix.at(sde, eps)
+def assert_samples_match(x, target, g):
+    """Mean, covariance, mode weights and a sliced Wasserstein distance of samples ``x``
+    against the mixture ``target``, with tolerances from the sample size."""
+    n = x.shape[0]
     # mean: a mean of n draws is off by ~sd/sqrt(n); 5 of those + 1e-3 for the integrator
     sd = x.std(0)
     assert ((x.mean(0) - target.mean()).abs() < 5 * sd / math.sqrt(n) + 1e-3).all()
@@ -178,36 +168,75 @@ def test_probability_flow_samples_the_mixture(name, d, n):
     ref = [target.sample(n, generator=g) for _ in range(3)]
     floor = torch.stack([sliced_w2(ref[i], ref[(i + 1) % 3]) for i in range(3)]).mean()
     assert sliced_w2(x, ref[0]) < 3 * floor
-    # NFE: RK45 costs 6 evaluations per (accepted or rejected) step plus 2 to start
-    assert score.nfe >= 6 * res.steps + 2 and (score.nfe - 2) % 6 == 0
 
 
-def test_probability_flow_is_deterministic_ignores_steps_and_counts_nfe():
-    sde, mix = VPSDE(), mixture(2)
-    z = sde.prior_sample((64, 2), generator=torch.Generator().manual_seed(2), dtype=F64)
+@pytest.mark.parametrize(
+    ("name", "d", "n"), [("vp", 2, 2000), ("subvp", 2, 2000), ("ve", 2, 2000), ("vp", 8, 1000)]
+)
+def test_sample_with_probability_flow_matches_the_mixture(name, d, n):
+    # through sdelab.sample: prior draw, ODE from T to eps. The prior N(0, I) / N(0, 50^2 I)
+    # differs from p_T by KL ~ m(T)^2 |mu|^2 / 2 (VP, ~1e-4) or |mu|^2 / (2 * 50^2) (VE,
+    # ~1e-3): far below what n samples resolve
+    sde, mix, eps = SDES[name](), mixture(d), 1e-3
+    g = torch.Generator().manual_seed(1)
     calls = []
 
     def counted(x, t):
         calls.append(t)
         return mix.score(sde)(x, t)
 
-    def run(steps, trajectory=False):
-        s = CountingScore(counted)
-        r = ProbabilityFlowODE().solve(
-            sde, s, z, sde.T, 1e-3, steps=steps, generator=None, progress=False,
+    res = sdelab.sample(sde, counted, ProbabilityFlowODE(), (n, d), eps=eps, generator=g, dtype=F64)
+    assert res.nfe == len(calls)  # NFE from actual calls
+    # RK45 costs 6 evaluations per (accepted or rejected) step plus 2 to start
+    assert res.nfe >= 6 * res.steps + 2 and (res.nfe - 2) % 6 == 0
+    assert_samples_match(res.x, mix.at(sde, eps), g)
+
+
+@pytest.mark.parametrize("backend", ["scipy", "torch"])
+def test_probability_flow_from_the_exact_prior_isolates_solver_error(backend):
+    # start from the exact p_T: the only errors left are the integrator's
+    sde, mix, eps, n = VESDE(), mixture(4), 1e-3, 1500
+    g = torch.Generator().manual_seed(5)
+    z = mix.at(sde, sde.T).sample(n, generator=g)
+    res = ProbabilityFlowODE(backend=backend).solve(
+        sde, CountingScore(mix.score(sde)), z, sde.T, eps, steps=None, generator=None,
+        progress=False, return_trajectory=False,
+    )  # fmt: skip
+    assert_samples_match(res.x, mix.at(sde, eps), g)
+
+
+def test_probability_flow_is_deterministic_and_ignores_steps():
+    sde, mix = VPSDE(), mixture(2)
+
+    def run(seed, steps=None, trajectory=False):
+        return sdelab.sample(
+            sde, mix.score(sde), ProbabilityFlowODE(), (64, 2), steps=steps, eps=1e-3,
+            generator=torch.Generator().manual_seed(seed), dtype=F64,
             return_trajectory=trajectory,
         )  # fmt: skip
-        return r, s
 
-    calls.clear()
-    a, sa = run(None)
-    assert sa.nfe == len(calls)  # NFE from actual calls
-    b, _ = run(7, trajectory=True)
-    assert torch.equal(a.x, b.x) and a.steps == b.steps
+    a, b, c = run(2), run(2, steps=7, trajectory=True), run(3)
+    assert torch.equal(a.x, b.x) and a.steps == b.steps and a.nfe == b.nfe
+    assert not torch.equal(a.x, c.x)  # the generator seeds the prior draw
+    # trajectory: the integrator's accepted times, T down to eps
     assert b.times[0] == sde.T and b.times[-1] == pytest.approx(1e-3)
     assert (b.times.diff() < 0).all() and b.trajectory.shape == (a.steps + 1, 64, 2)
-    assert torch.equal(b.trajectory[0], z) and torch.equal(b.trajectory[-1], b.x)
-    assert all(1e-3 <= t <= sde.T for t in calls)
+    assert torch.equal(b.trajectory[-1], b.x)
+    z = sde.prior_sample((64, 2), generator=torch.Generator().manual_seed(2), dtype=F64)
+    assert torch.equal(b.trajectory[0], z)
+
+
+def test_progress_bar_and_span(capsys):
+    sde, mix = VESDE(), mixture(2)
+    seen = []
+
+    def score(x, t):
+        seen.append(t)
+        return mix.score(sde)(x, t)
+
+    sdelab.sample(sde, score, ProbabilityFlowODE(backend="torch"), (8, 2), dtype=F64, progress=True)
+    assert "probability-flow ODE" in capsys.readouterr().err
+    assert all(1e-3 <= t <= sde.T for t in seen)
 
 
 @pytest.mark.parametrize("method", ["DOP853", "RK23"])

@@ -46,7 +46,7 @@ def integrate_probability_flow(
     t1: float,
     *,
     backend: str = "scipy",
-    method="RK45",
+    method: str | type = "RK45",
     rtol: float = 1e-5,
     atol: float = 1e-5,
     ode_dtype: torch.dtype | None = None,
