@@ -4,6 +4,7 @@ from .ancestral import AncestralSampling
 from .base import AdaptiveResult, AdaptiveSolver, CountingScore, Solver
 from .euler_maruyama import EulerMaruyama
 from .langevin import AnnealedLangevin, Langevin
+from .ode import ProbabilityFlowODE
 from .pc import PC, Corrector, Predictor
 from .reverse_diffusion import ReverseDiffusion
 from .torchsde import TorchSDE
@@ -19,6 +20,7 @@ __all__ = [
     "EulerMaruyama",
     "Langevin",
     "Predictor",
+    "ProbabilityFlowODE",
     "ReverseDiffusion",
     "Solver",
     "TorchSDE",
