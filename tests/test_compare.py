@@ -106,13 +106,20 @@ def test_resume_after_interruption_computes_only_the_rest(tmp_path, monkeypatch)
     assert calls == []
 
 
-def test_more_seeds_only_add_cells_and_give_error_bars(tmp_path):
-    base = {**TINY, "sdes": ["vp"], "solvers": ["euler_maruyama"], "steps": [30]}
+def test_more_seeds_only_add_cells_and_give_error_bars(tmp_path, monkeypatch):
+    base = {**TINY, "sdes": ["vp"], "solvers": ["euler_maruyama"], "steps": [30, 60]}
     out = tmp_path / "res"
     compare(base, out, progress=False, plots=False)
+    built = []
+    real = runner_mod._Problem
+    monkeypatch.setattr(
+        runner_mod, "_Problem", lambda c, *a: (built.append(c.seed), real(c, *a))[1]
+    )
     res = compare({**base, "seeds": [0, 1, 2]}, out, progress=False, plots=False)
-    assert [r["seed"] for r in res.records] == [0, 1, 2]
+    assert [r["seed"] for r in res.records] == [0, 1, 2] * 2
     assert "±" in res.summary  # mean ± std over the three seeds
+    # truth and floor samples are drawn once per (dataset, seed), not once per cell
+    assert sorted(built) == [1, 2]
 
 
 def test_user_score_and_data_file(tmp_path, monkeypatch, capsys):

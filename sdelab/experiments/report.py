@@ -304,6 +304,7 @@ def _plot(rows: Sequence[Row], metric: str, x: str, path, title: str):
         for j, sde in enumerate(sdes):
             ax = axes[i][j]
             cell = [r for r in rows if r.dataset == ds and r.sde == sde]
+            ymax = 0.0
             for s_idx, sol in enumerate(solvers):
                 rs = [
                     r
@@ -315,7 +316,9 @@ def _plot(rows: Sequence[Row], metric: str, x: str, path, title: str):
                 rs.sort(key=lambda r: r.nfe if x == "nfe" else r.wall_s)
                 xs = [r.nfe if x == "nfe" else r.wall_s for r in rs]
                 ys = [abs(r.metrics[metric][0]) for r in rs]
-                es = [r.metrics[metric][1] for r in rs]
+                # error bars: standard error of the mean over the row's seeds
+                es = [r.metrics[metric][1] / math.sqrt(len(r.seeds)) for r in rs]
+                ymax = max(ymax, *(y + e for y, e in zip(ys, es, strict=True)))
                 adaptive = rs[0].tol is not None
                 ax.errorbar(
                     xs,
@@ -347,6 +350,8 @@ def _plot(rows: Sequence[Row], metric: str, x: str, path, title: str):
                     )
             ax.set_xscale("log")
             ax.set_yscale("log")
+            if fl:  # focus on errors up to 20x the floor; worse curves leave through the top
+                ax.set_ylim(min(0.5 * f, ax.get_ylim()[0]), min(1.3 * max(ymax, f), 20 * f))
             ax.grid(True, which="major", alpha=0.3)
             ax.set_title(f"{ds} / {sde}", fontsize=10)
             if i == len(datasets) - 1:
@@ -367,10 +372,11 @@ def _plot(rows: Sequence[Row], metric: str, x: str, path, title: str):
 
 
 def plot_error_vs_nfe(rows: Sequence[Row], path: str | Path, metric: str = "sw2"):
-    """Error (``metric``, mean over seeds with ± std error bars) against NFE, one panel per
-    (dataset, SDE), one line per solver (dashed: adaptive), the noise floor dotted with a
-    shaded band of ± 2 standard deviations of a mean over as many exact samples as there are
-    seeds. Saves a PNG to ``path`` and returns the matplotlib ``Figure``."""
+    """Error (``metric``, mean over seeds, error bars one standard error of that mean)
+    against NFE, one panel per (dataset, SDE), one line per solver (dashed: adaptive), the
+    noise floor dotted with a shaded band of ± 2 standard deviations of a mean over as many
+    exact samples as there are seeds. The y-axis stops at 20 times the floor. Saves a PNG to
+    ``path`` and returns the matplotlib ``Figure``."""
     return _plot(rows, metric, "nfe", path, f"{metric} vs score evaluations")
 
 

@@ -351,11 +351,13 @@ def run(
         "threads": torch.get_num_threads(),
     }
     for cell, bar in _iter_todo(todo, progress, len(grid), len(grid) - len(todo)):
-        pkey = (json.dumps(cell.dataset, sort_keys=True), cell.seed)
-        if pkey not in problems:
-            problems.clear()  # one dataset's truth samples at a time
-            problems[pkey] = _Problem(cell, dev, user)
-        rec = run_cell(cell, problems[pkey], dev)
+        dkey = json.dumps(cell.dataset, sort_keys=True)
+        if dkey not in problems:
+            problems = {dkey: {}}  # keep one dataset's truth samples at a time
+        if cell.seed not in problems[dkey]:  # seeds vary fastest: build each once
+            problems[dkey][cell.seed] = _Problem(cell, dev, user)
+        problem = problems[dkey][cell.seed]
+        rec = run_cell(cell, problem, dev)
         record = {
             "key": cell.key(dev.type),
             "dataset": cell.dataset["name"],
