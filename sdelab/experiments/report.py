@@ -21,6 +21,7 @@ from .metrics import METRICS
 __all__ = [
     "Row",
     "aggregate",
+    "at_floor",
     "plot_error_vs_nfe",
     "plot_error_vs_time",
     "results_table",
@@ -138,6 +139,15 @@ def _unique(seq):
     return list(dict.fromkeys(seq))
 
 
+def at_floor(row: Row, metric: str) -> bool:
+    """Whether ``row``'s mean ``metric`` lies inside the noise-floor band: below the floor
+    plus 2 standard deviations of a mean over as many exact samples as ``row`` has seeds
+    (indistinguishable from exact sampling at this sample size)."""
+    m, f = row.metrics[metric][0], row.floor.get(metric, math.nan)
+    sd = row.floor_sd.get(metric, 0.0) / math.sqrt(max(len(row.seeds), 1))
+    return math.isfinite(m) and math.isfinite(f) and abs(m) <= f + 2 * sd
+
+
 def summary_table(
     rows: Sequence[Row],
     metric: str = "sw2",
@@ -147,14 +157,17 @@ def summary_table(
 ) -> str:
     """Best solver per NFE budget: for each dataset a table whose rows are budgets and whose
     columns are SDEs; an entry is the configuration with the lowest mean ``metric`` among
-    those whose mean NFE is at most the budget, e.g. ``RD+L@50  0.081``. The noise floor is
-    given in each dataset's heading."""
+    those whose mean NFE is at most the budget, e.g. ``RD+L@50 0.081 ± 0.01`` (± the standard
+    deviation over seeds). An entry marked ``*`` is inside the noise-floor band (`at_floor`):
+    there the ranking among solvers is noise. A last row gives the cheapest configuration
+    inside the band, the answer to "how few evaluations suffice at this sample size". The
+    noise floor is in each dataset's heading."""
     out = []
     for ds in _unique(r.dataset for r in rows):
         rs = [r for r in rows if r.dataset == ds and r.status == "ok"]
         sdes = _unique(r.sde for r in rows if r.dataset == ds)
         floor = _fmt(statistics.fmean(r.floor.get(metric, math.nan) for r in rs)) if rs else "-"
-        title = f"{ds}: best {metric} per NFE budget (noise floor {floor})"
+        title = f"{ds}: best {metric} per NFE budget (noise floor {floor}; * = at the floor)"
         body = []
         max_nfe = max((r.nfe for r in rs), default=0)
         for b in budgets:
@@ -171,8 +184,15 @@ def summary_table(
                     line.append("-")
                     continue
                 best = min(cand, key=lambda r: r.metrics[metric][0])
-                line.append(f"{best.name} {_fmt(*best.metrics[metric])}")
+                mark = "*" if at_floor(best, metric) else ""
+                line.append(f"{best.name} {_fmt(*best.metrics[metric])}{mark}")
             body.append(line)
+        line = ["floor reached"]
+        for sde in sdes:
+            ok = [r for r in rs if r.sde == sde and at_floor(r, metric)]
+            cheapest = min(ok, key=lambda r: r.nfe, default=None)
+            line.append(f"{cheapest.name} (NFE {cheapest.nfe:.0f})" if cheapest else "not reached")
+        body.append(line)
         table = _render(["NFE", *sdes], body, markdown)
         out.append((f"**{title}**\n\n" if markdown else f"{title}\n") + table)
     return "\n\n".join(out)
