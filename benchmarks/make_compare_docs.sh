@@ -5,11 +5,11 @@
 #   docs/concepts/compare_results.md (every configuration, generated whole)
 # and the generated blocks of docs/concepts/compare.md (between the BEGIN/END markers).
 #
-# Usage: benchmarks/make_compare_docs.sh [OUT_DIR]     (OUT_DIR default: sdelab-results-docs)
+# Usage: benchmarks/make_compare_docs.sh [OUT_DIR]     (OUT_DIR default: sdelab-results/docs, git-ignored)
 # Reruns resume: cells already in OUT_DIR are not recomputed (delete it for fresh timings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT="${1:-sdelab-results-docs}"
+OUT="${1:-sdelab-results/docs}"
 PY="${PYTHON:-python}"
 ASSETS=docs/assets/compare
 mkdir -p "$ASSETS"
