@@ -4,6 +4,13 @@ Forward SDEs (`VPSDE`, `SubVPSDE`, `VESDE`), the analytic oracle (`GaussianMixtu
 """
 
 from .analytic import GaussianMixture
+from .schedulers import (
+    ScoreSdeVePipeline,
+    ScoreSdeVeScheduler,
+    ScoreSdeVpPipeline,
+    ScoreSdeVpScheduler,
+    score_from_diffusers_model,
+)
 from .scores import score_from_noise
 from .sde import SDE, VESDE, VPSDE, GeometricBrownianMotion, OrnsteinUhlenbeck, SubVPSDE
 
@@ -16,6 +23,11 @@ __all__ = [
     "GaussianMixture",
     "GeometricBrownianMotion",
     "OrnsteinUhlenbeck",
+    "ScoreSdeVePipeline",
+    "ScoreSdeVeScheduler",
+    "ScoreSdeVpPipeline",
+    "ScoreSdeVpScheduler",
     "SubVPSDE",
+    "score_from_diffusers_model",
     "score_from_noise",
 ]

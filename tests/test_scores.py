@@ -26,7 +26,9 @@ def test_score_from_noise_inverts_the_noise_parametrisation(sde, t):
 
 def test_score_from_noise_checks_the_model_output():
     score = sdelab.score_from_noise(sdelab.VPSDE(), lambda x, t: x[:, :1])
-    with pytest.raises(ValueError, match=r"eps_model must return a tensor shaped like x \(3, 2\), got \(3, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"eps_model must return a tensor shaped like x \(3, 2\), got \(3, 1\)"
+    ):
         score(torch.zeros(3, 2), 0.5)
     with pytest.raises(TypeError, match="eps_model must be callable"):
         sdelab.score_from_noise(sdelab.VPSDE(), None)
