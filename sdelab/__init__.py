@@ -4,6 +4,8 @@ Forward SDEs (`VPSDE`, `SubVPSDE`, `VESDE`), the analytic oracle (`GaussianMixtu
 """
 
 from .analytic import GaussianMixture
+from .likelihood import LikelihoodResult, bits_per_dim, decode, dequantize, encode, log_likelihood
+from .sampling import SampleResult, sample
 from .schedulers import (
     ScoreSdeVePipeline,
     ScoreSdeVeScheduler,
@@ -13,21 +15,47 @@ from .schedulers import (
 )
 from .scores import score_from_noise
 from .sde import SDE, VESDE, VPSDE, GeometricBrownianMotion, OrnsteinUhlenbeck, SubVPSDE
+from .solvers import (
+    PC,
+    AncestralSampling,
+    AnnealedLangevin,
+    EulerMaruyama,
+    Langevin,
+    ProbabilityFlowODE,
+    ReverseDiffusion,
+    TorchSDE,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PC",
     "SDE",
     "VESDE",
     "VPSDE",
+    "AncestralSampling",
+    "AnnealedLangevin",
+    "EulerMaruyama",
     "GaussianMixture",
     "GeometricBrownianMotion",
+    "Langevin",
+    "LikelihoodResult",
     "OrnsteinUhlenbeck",
+    "ProbabilityFlowODE",
+    "ReverseDiffusion",
+    "SampleResult",
     "ScoreSdeVePipeline",
     "ScoreSdeVeScheduler",
     "ScoreSdeVpPipeline",
     "ScoreSdeVpScheduler",
     "SubVPSDE",
+    "TorchSDE",
+    "bits_per_dim",
+    "decode",
+    "dequantize",
+    "encode",
+    "log_likelihood",
+    "sample",
     "score_from_diffusers_model",
     "score_from_noise",
 ]

@@ -59,6 +59,10 @@ def check_time(t: Time, T: float, *, name: str = "t") -> Time:
     Python numbers are returned as ``float``. A tensor must be floating point, 0-d or 1-d, and
     its values are checked (one host synchronisation).
     """
+    if type(t) is float:  # the fixed-grid samplers' case: keep it cheap
+        if not 0.0 <= t <= T:  # also rejects NaN
+            raise ValueError(f"{name} must lie in [0, T] = [0, {T}], got {t!r}")
+        return t
     if isinstance(t, Tensor):
         if not t.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from .. import _tmath as tm
@@ -58,7 +59,9 @@ class ReverseSDE:
             score = self.score_at(x, t)
         g2 = self.sde.diffusion(t) ** 2
         c = 0.5 if self.probability_flow else 1.0
-        return self.sde.drift(x, t) - tm.bcast(c * g2, x) * score
+        if isinstance(g2, Tensor):
+            return self.sde.drift(x, t) - tm.bcast(c * g2, x) * score
+        return torch.sub(self.sde.drift(x, t), score, alpha=c * g2)  # one kernel for float t
 
     def diffusion(self, t: Time) -> Time:
         r"""$g(t)$ for the SDE, $0$ for the probability-flow ODE."""

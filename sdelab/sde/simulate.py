@@ -20,7 +20,10 @@ def euler_maruyama_step(x: Tensor, drift: Tensor, noise, dt: float, dw: Tensor) 
     variance $|\Delta t|$. This is the one place the update is written: the forward simulator
     and the reverse-time Euler-Maruyama predictor both call it.
     """
-    return x + drift * dt + noise * dw
+    out = torch.add(x, drift, alpha=dt)  # x + dt * drift in one kernel
+    if isinstance(noise, Tensor):
+        return torch.addcmul(out, noise, dw)  # out + noise * dw in one kernel
+    return torch.add(out, dw, alpha=noise) if isinstance(dw, Tensor) else out + noise * dw
 
 
 def simulate(

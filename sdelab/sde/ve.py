@@ -12,16 +12,17 @@ __all__ = ["VESDE"]
 
 
 class VESDE(LinearSDE):
-    r"""Variance-exploding SDE (Song et al. 2021, eq. 9 and 30):
+    r"""Variance-exploding SDE (Song et al. 2021, eq. 9 and App. B):
 
     $$ \mathrm{d}x = \sigma(t)\sqrt{2\log(\sigma_{\max}/\sigma_{\min})}\,\mathrm{d}w,
        \qquad \sigma(t) = \sigma_{\min}\,(\sigma_{\max}/\sigma_{\min})^t. $$
 
     **Marginal convention.** `marginal` is the exact law of this SDE started at $x(0) = x_0$:
     $\mathcal N\big(x_0,\ (\sigma(t)^2 - \sigma_{\min}^2) I\big)$, so `std` is
-    $\sqrt{\sigma(t)^2 - \sigma_{\min}^2}$ and is 0 at $t = 0$. The paper (eq. 30) and its code
-    use $\sigma(t)$ itself, i.e. they treat the data as already blurred by $\sigma_{\min}$; the
-    difference is at most $\sigma_{\min}^2$ in variance. `sigma(t)` gives the paper's noise
+    $\sqrt{\sigma(t)^2 - \sigma_{\min}^2}$ and is 0 at $t = 0$. This is the paper's eq. 29
+    ($\sigma^2(t) - \sigma^2(0)$); the paper's training and sampling code use $\sigma(t)$
+    itself, i.e. treat the data as already blurred by $\sigma_{\min}$; the difference is at
+    most $\sigma_{\min}^2$ in variance. `sigma(t)` gives the paper's noise
     level. Prior: $\mathcal N(0, \sigma_{\max}^2 I)$. `discretize` is the SMLD step
     $x_i = x_{i-1} + \sqrt{\sigma_i^2 - \sigma_{i-1}^2}\,z$.
 

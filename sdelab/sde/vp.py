@@ -92,7 +92,7 @@ class SubVPSDE(_LinearBetaSDE):
     $$ \mathrm{d}x = -\tfrac12 \beta(t)\,x\,\mathrm{d}t
        + \sqrt{\beta(t)\big(1 - e^{-2\beta_{\min} t - (\beta_{\max}-\beta_{\min}) t^2}\big)}\,\mathrm{d}w. $$
 
-    Same mean as VP; its variance is bounded by VP's (eq. 30):
+    Same mean as VP; its variance is bounded by VP's (eq. 29):
     $\sigma(t)^2 = (1 - m(t)^2)^2 \le 1 - m(t)^2$; prior $\mathcal N(0, I)$. There is no
     DDPM/SMLD counterpart: `discretize` is the exact Gaussian step of this SDE (see
     `LinearSDE.transition`), which ancestral sampling and the corrector's

@@ -37,46 +37,85 @@ class Solver(abc.ABC):  # noqa: B024 - a marker base: predictors, correctors, ad
 
 class CountingScore:
     r"""Wraps a score ``s(x, t)``: counts every call (the NFE), checks the output's shape, and
-    keeps a device-side flag of non-finite outputs so no host synchronisation happens per call.
+    records on the device whether each output was finite, so no host synchronisation happens
+    per call.
+
+    Per call it keeps the output's minimum and maximum (one cheap reduction, ``aminmax``: a NaN
+    or an infinity anywhere shows up in them, with no false alarm from overflow); every
+    256 calls these are folded into one device-side index of the first bad call, so memory
+    stays flat however many calls are made. Read the result once at the end with `check` or
+    `first_nonfinite`.
 
     Attributes:
         nfe: the number of score evaluations so far (each call on a batch counts once).
-        nonfinite: a 0-d bool tensor on the score's device, True once any output had a NaN
-            or an infinity (``None`` before the first call).
-        first_bad_call: 0-d int64 tensor, the 1-based index of the first call whose output
-            was non-finite (0 while none was); read it once at the end.
     """
+
+    _FOLD_EVERY = 256
 
     def __init__(self, score: Score) -> None:
         if not callable(score):
             raise TypeError(f"score must be callable as score(x, t), got {type(score).__name__}")
         self.score = score
         self.nfe = 0
-        self.first_bad_call: Tensor | None = None
+        self._pending: list[Tensor] = []  # min, max of each call not folded yet
+        self._folded = 0  # calls already folded into _first_bad
+        self._first_bad: Tensor | None = None  # 0-d int64, 1-based index, 0 = none
 
     def __call__(self, x: Tensor, t: Time) -> Tensor:
         s = self.score(x, t)
         check_like("score(x, t)", s, x)
         self.nfe += 1
-        bad = ~torch.isfinite(s).all()
-        if self.first_bad_call is None:
-            self.first_bad_call = torch.zeros((), dtype=torch.int64, device=s.device)
-        # record the first bad call index without leaving the device
-        self.first_bad_call = torch.where(
-            bad & (self.first_bad_call == 0),
-            torch.full_like(self.first_bad_call, self.nfe),
-            self.first_bad_call,
-        )
+        if s.numel():
+            self._pending.extend(torch.aminmax(s.detach()))
+        else:  # nothing to check: record a finite placeholder to keep indices aligned
+            self._pending.extend((s.new_zeros(()),) * 2)
+        if len(self._pending) >= 2 * self._FOLD_EVERY:
+            self._fold()
         return s
+
+    def _fold(self) -> None:
+        """Fold the pending per-call extremes into the device-side first-bad index."""
+        if not self._pending:
+            return
+        ext = torch.stack(self._pending).reshape(-1, 2)
+        n = ext.shape[0]
+        bad = ~torch.isfinite(ext).all(-1)
+        idx = torch.arange(self._folded + 1, self._folded + n + 1, device=ext.device)
+        none = self._folded + n + 1
+        first = idx.masked_fill(~bad, none).min()
+        first = first.masked_fill(first == none, 0)
+        if self._first_bad is None:
+            self._first_bad = first
+        else:
+            self._first_bad = torch.where(self._first_bad > 0, self._first_bad, first)
+        self._folded += n
+        self._pending.clear()
+
+    @property
+    def first_bad_call(self) -> Tensor | None:
+        """0-d int64 tensor on the score's device: the 1-based index of the first call whose
+        output was non-finite, 0 while none was (``None`` before the first call). No sync."""
+        self._fold()
+        return self._first_bad
+
+    @property
+    def nonfinite(self) -> Tensor | None:
+        """0-d bool tensor, True once any output had a NaN or an infinity. No sync."""
+        first = self.first_bad_call
+        return None if first is None else first > 0
+
+    def first_nonfinite(self) -> int:
+        """The 1-based index of the first call with a non-finite output, 0 if none (one sync)."""
+        first = self.first_bad_call
+        return 0 if first is None else int(first)
 
     def check(self) -> None:
         """Raise ``FloatingPointError`` if any output was non-finite (one host sync)."""
-        if self.first_bad_call is not None:
-            k = int(self.first_bad_call)
-            if k:
-                raise FloatingPointError(
-                    f"score(x, t) returned NaN or inf, first at score evaluation {k} of {self.nfe}"
-                )
+        k = self.first_nonfinite()
+        if k:
+            raise FloatingPointError(
+                f"score(x, t) returned NaN or inf, first at score evaluation {k} of {self.nfe}"
+            )
 
 
 @dataclass

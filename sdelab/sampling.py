@@ -1,0 +1,233 @@
+r"""`sample`: the one entry point that turns a score into samples.
+
+It owns everything around the update rule (the time grid, the prior draw, NFE counting,
+non-finite detection, the trajectory, the progress bar, the final denoising step), so a
+solver is only its update: a `Predictor`, a `Corrector`, their combination `PC`, or an
+`AdaptiveSolver` that integrates the whole span with a library.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from . import _tmath as tm
+from ._checks import check_int, check_positive
+from .sde.base import SDE, LinearSDE, _check_shape
+from .sde.reverse import Score
+from .solvers.base import AdaptiveSolver, CountingScore, Solver
+from .solvers.pc import as_pc
+
+__all__ = ["SampleResult", "sample", "time_grid", "tweedie_denoise"]
+
+
+@dataclass
+class SampleResult:
+    """What `sample` returns.
+
+    Attributes:
+        x: the samples, shape ``shape`` (at time ``eps``, or the denoised estimate of $x_0$
+            when ``denoise=True``).
+        nfe: the number of score evaluations actually made (counted, denoising included).
+        steps: the number of time steps taken (the grid's for fixed-grid solvers, the
+            accepted steps of an adaptive one).
+        times: the times of ``trajectory`` (decreasing from $T$ to ``eps``), only with
+            ``return_trajectory=True``.
+        trajectory: the states at ``times`` stacked on a new first dimension, only with
+            ``return_trajectory=True`` (the denoising step is not part of it).
+    """
+
+    x: Tensor
+    nfe: int
+    steps: int
+    times: Tensor | None = None
+    trajectory: Tensor | None = None
+
+
+def time_grid(T: float, eps: float, steps: int) -> list[float]:
+    r"""The sampler's grid $t_i = T - i\,\Delta t$, $i = 0, \dots, N$, with
+    $\Delta t = (T - \epsilon)/N$: ``steps + 1`` Python floats from ``T`` down to exactly
+    ``eps``."""
+    dt = (T - eps) / steps
+    return [T - i * dt for i in range(steps)] + [eps]
+
+
+def tweedie_denoise(sde: SDE, score: Score, x: Tensor, t: float) -> Tensor:
+    r"""Tweedie's formula (Efron 2011; Song et al. 2021, App. G "denoising"): the posterior
+    mean of $x_0$ given $x_t \sim \mathcal N(m(t)\,x_0, \sigma(t)^2 I)$,
+
+    $$ \hat x_0 = \mathbb E[x_0 \mid x_t] = \frac{x_t + \sigma(t)^2\,\nabla_x \log p_t(x_t)}{m(t)}. $$
+
+    One score evaluation. Needs a `LinearSDE` (Gaussian perturbation kernel).
+    """
+    if not isinstance(sde, LinearSDE):
+        raise TypeError(
+            "denoise=True needs a linear SDE with a Gaussian perturbation kernel "
+            f"(LinearSDE: VP, sub-VP, VE), got {type(sde).__name__}"
+        )
+    std = sde.std(t)
+    return (x + tm.bcast(std * std, x) * score(x, t)) / tm.bcast(sde.mean_coeff(t), x)
+
+
+def sample(
+    sde: SDE,
+    score: Score,
+    solver: Solver,
+    shape: Sequence[int],
+    *,
+    steps: int | None = None,
+    eps: float = 1e-3,
+    denoise: bool = False,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    progress: bool = False,
+    return_trajectory: bool = False,
+) -> SampleResult:
+    r"""Draw samples by running the reverse-time process from the prior at $T$ down to
+    $\epsilon$ (Song et al. 2021, Sec. 4).
+
+    The state starts as $x_T \sim p_T$ (`SDE.prior_sample`). A fixed-grid solver (a
+    `Predictor`, a `Corrector` or `PC`) takes ``steps`` equal steps on the grid
+
+    $$ t_i = T - i\,\Delta t, \quad i = 0, \dots, N, \qquad \Delta t = \frac{T - \epsilon}{N},
+       \quad N = \texttt{steps}, $$
+
+    (`time_grid`); step $i$ runs the predictor from $t_i$ to $t_{i+1}$ and then the corrector
+    ``n_steps`` times at $t_{i+1}$ (predictor first, as in the paper's algorithms; see `PC`).
+    Times are handed to the solver as Python floats, so there is no host synchronisation per
+    step. An `AdaptiveSolver` integrates the span $[\epsilon, T]$ itself (``steps`` is then its
+    optional hint).
+
+    With ``denoise=True`` a final noise-free step at $\epsilon$ returns Tweedie's estimate
+    $\hat x_0 = (x + \sigma(\epsilon)^2 s_\theta(x, \epsilon))/m(\epsilon)$ (`tweedie_denoise`),
+    counted in the NFE.
+
+    Args:
+        sde: the forward SDE whose reverse is simulated.
+        score: ``score(x, t)`` approximating $\nabla_x \log p_t(x)$, returning a tensor like x.
+        solver: `EulerMaruyama`, `ReverseDiffusion`, `AncestralSampling`, `Langevin`,
+            `AnnealedLangevin`, `PC`, or an adaptive solver.
+        shape: ``(B, ...)``, the shape of the batch of samples.
+        steps: number of grid steps $N \ge 1$ (default: ``sde.N`` for fixed-grid solvers).
+        eps: the final time $\epsilon \in (0, T)$ (scores are singular at $t = 0$).
+        denoise: apply the Tweedie denoising step at the end.
+        generator: seeds the prior draw and every noise draw (same generator state, same
+            samples); its device is the default ``device``.
+        device, dtype: of the samples (default: the generator's device, torch's default dtype).
+        progress: show a tqdm progress bar.
+        return_trajectory: also return the states at every grid time (memory grows with
+            ``steps``; without it memory does not depend on ``steps``).
+
+    Returns:
+        a `SampleResult` with ``x``, ``nfe`` (counted), ``steps`` and, if asked, ``times`` and
+        ``trajectory``.
+
+    Raises:
+        FloatingPointError: if the score returned NaN/inf (the message names the first
+            evaluation and step) or the samples are not finite.
+    """
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be an sdelab SDE (VPSDE, SubVPSDE, VESDE, ...), got {sde!r}")
+    if isinstance(solver, type) and issubclass(solver, Solver):
+        raise TypeError(
+            f"solver must be a solver instance, got the class {solver.__name__}; "
+            f"did you mean {solver.__name__}()?"
+        )
+    if not isinstance(solver, Solver):
+        raise TypeError(
+            "solver must be an sdelab solver (EulerMaruyama(), ReverseDiffusion(), "
+            "AncestralSampling(), Langevin(), AnnealedLangevin(), PC(...), or an adaptive "
+            f"solver), got {solver!r}"
+        )
+    shape = _check_shape(shape)
+    eps = check_positive("eps", eps)
+    if not eps < sde.T:
+        raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")
+    if steps is not None:
+        steps = check_int("steps", steps, minimum=1)
+    counted = CountingScore(score)
+    x = sde.prior_sample(shape, generator=generator, device=device, dtype=dtype)
+
+    pc = as_pc(solver)
+    if pc is None:
+        if not isinstance(solver, AdaptiveSolver):
+            raise TypeError(f"solver {solver!r} is neither a fixed-grid nor an adaptive solver")
+        res = solver.solve(
+            sde,
+            counted,
+            x,
+            sde.T,
+            eps,
+            steps=steps,
+            generator=generator,
+            progress=progress,
+            return_trajectory=return_trajectory,
+        )
+        x, n_steps, times, traj = res.x, res.steps, res.times, res.trajectory
+        step_ends: list[int] | None = None
+    else:
+        n_steps = sde.N if steps is None else steps
+        x, times, traj, step_ends = _run_grid(
+            sde, counted, pc, x, eps, n_steps, generator, progress, return_trajectory
+        )
+    if denoise:
+        x = tweedie_denoise(sde, counted, x, eps)
+    _check_finite(counted, x, step_ends)
+    if not return_trajectory:
+        times = traj = None
+    return SampleResult(x=x, nfe=counted.nfe, steps=n_steps, times=times, trajectory=traj)
+
+
+def _run_grid(sde, score, pc, x, eps, steps, generator, progress, return_trajectory):
+    """The one fixed-grid loop: predictor from t_i to t_{i+1}, then the corrector at t_{i+1}."""
+    grid = time_grid(sde.T, eps, steps)
+    dt = (sde.T - eps) / steps
+    predictor, corrector = pc.predictor, pc.corrector
+    n_corr = corrector.n_steps if corrector is not None else 0
+    traj = [x] if return_trajectory else None
+    step_ends: list[int] = []  # NFE after each step: maps a bad evaluation to its step
+    indices = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        indices = tqdm(indices, desc=f"sampling ({type(pc.predictor or corrector).__name__})")
+    for i in indices:
+        if predictor is not None:
+            x = predictor.update(sde, score, x, grid[i], dt, generator)
+        for _ in range(n_corr):
+            x = corrector.update(sde, score, x, grid[i + 1], dt, generator)
+        step_ends.append(score.nfe)
+        if traj is not None:
+            traj.append(x)
+    times = traj_t = None
+    if traj is not None:
+        traj_t = torch.stack(traj)
+        times = torch.tensor(grid, dtype=x.dtype, device=x.device)
+    return x, times, traj_t, step_ends
+
+
+def _check_finite(score: CountingScore, x: Tensor, step_ends: list[int] | None) -> None:
+    """One host synchronisation at the end: report the first non-finite score output."""
+    k = score.first_nonfinite()
+    if k:
+        where = ""
+        if step_ends is not None:
+            i = bisect.bisect_left(step_ends, k)
+            where = (
+                f" (in sampler step {i + 1} of {len(step_ends)})"
+                if i < len(step_ends)
+                else " (in the final denoising step)"
+            )
+        raise FloatingPointError(
+            f"score(x, t) returned NaN or inf, first at score evaluation {k} of {score.nfe}{where}"
+        )
+    if not bool(torch.isfinite(x).all()):
+        raise FloatingPointError(
+            "the samples contain NaN or inf although every score evaluation was finite: the "
+            "solver diverged (try more steps)"
+        )
