@@ -187,26 +187,27 @@ def test_vp_uses_vpsde_and_diffusers_surprises():
     ],
 )
 def test_config_round_trips_both_ways(tmp_path, ours, theirs, kw):
+    def typed(cfg):  # values and their JSON types (beta_max=20 stays an int, as in diffusers)
+        return {k: (v, type(v)) for k, v in cfg.items() if not k.startswith("_")}
+
     a = ours(**kw)
     a.save_pretrained(tmp_path / "ours")
     raw = json.loads((tmp_path / "ours" / "scheduler_config.json").read_text())
     assert raw["_class_name"] == ours.__name__ and "_diffusers_version" in raw
-    b = theirs.from_pretrained(tmp_path / "ours")
-    public = {k: v for k, v in b.config.items() if not k.startswith("_")}
-    assert public == dict(a.config)
+    b = theirs.from_pretrained(tmp_path / "ours")  # real diffusers reads sdelab's file
+    assert typed(b.config) == typed(a.config)
     # and back: diffusers saves, sdelab loads (also from a subfolder, as in a pipeline repo)
     b.save_pretrained(tmp_path / "repo" / "scheduler")
     c = ours.from_pretrained(tmp_path / "repo", subfolder="scheduler")
-    assert dict(c.config) == {**dict(a.config), **{k: c.config[k] for k in c.config if k[0] == "_"}}
+    assert c.config == a.config and typed(c.config) == typed(a.config)
+    # the two files are the same but for the version stamps
     theirs_raw = json.loads((tmp_path / "repo" / "scheduler" / "scheduler_config.json").read_text())
     drop = ("_diffusers_version", "_sdelab_version")
     assert {k: v for k, v in raw.items() if k not in drop} == {
         k: v for k, v in theirs_raw.items() if k not in drop
     }
     # from_config in both directions, with an override
-    assert ours.from_config(b.config).config == a.config | {
-        k: v for k, v in ours.from_config(b.config).config.items() if k[0] == "_"
-    }
+    assert ours.from_config(b.config).config == a.config
     key = "snr" if ours is SVe else "beta_min"
     assert theirs.from_config(a.config, **{key: 0.3}).config[key] == 0.3
     assert ours.from_config(dict(b.config), **{key: 0.3}).config[key] == 0.3
@@ -355,11 +356,10 @@ def assert_moments(x: torch.Tensor) -> None:
     assert ((c.T @ c / (n - 1) - cov).abs() <= 5 * se_cov + ALLOWANCE).all()
 
 
-def test_ve_pipeline_samples_the_oracle():
-    sched = SVe(sigma_max=20.0, sigma_min=0.01)
-    sde = sched.sde
-    # exact score of p_0 * N(0, sigma^2) (the paper's VE convention): VESDE's marginal adds
-    # sigma(t)^2 - sigma_min^2, so blur the mixture by sigma_min first.
+def ve_oracle_model(sde):
+    """A perfect VE score network s(x, sigma): the exact score of p_0 * N(0, sigma^2 I) (the
+    paper's VE convention; VESDE's marginal adds sigma(t)^2 - sigma_min^2, so the mixture is
+    blurred by sigma_min first)."""
     blurred = GaussianMixture(
         ORACLE.means, (ORACLE.stds**2 + sde.sigma_min**2).sqrt(), ORACLE.weights
     )
@@ -369,7 +369,12 @@ def test_ve_pipeline_samples_the_oracle():
         t = (torch.log(sigma / sde.sigma_min) / log_ratio).clamp(0.0, 1.0)
         return blurred.marginal_score(sde, x, t)
 
-    pipe = ScoreSdeVePipeline(model, sched, sample_size=4, in_channels=1)
+    return model
+
+
+def test_ve_pipeline_samples_the_oracle():
+    sched = SVe(sigma_max=20.0, sigma_min=0.01)
+    pipe = ScoreSdeVePipeline(ve_oracle_model(sched.sde), sched, sample_size=4, in_channels=1)
     pipe.set_progress_bar_config(disable=True)
     x = pipe(N_SAMPLES, 50, generator=gen(11), output_type="latent").images
     assert x.shape == (N_SAMPLES, 1, 4, 4)
@@ -410,8 +415,8 @@ def test_adapter_score_values(tiny_unet):
         sdelab.score_from_diffusers_model(eps_model, vp, prediction="x0")
 
 
-@pytest.mark.skipif(not hasattr(sdelab, "sample"), reason="sdelab.sample is not merged yet")
 def test_native_path_samples_the_oracle():
+    """The same models driven through `sdelab.sample` with sdelab's own solvers."""
     vp = SVp().sde
     exact = ORACLE.score(vp)
 
@@ -419,9 +424,13 @@ def test_native_path_samples_the_oracle():
         return -vp.std(t)[:, None, None, None] * exact(x, t)
 
     score = sdelab.score_from_diffusers_model(eps_model, vp)
-    res = sdelab.sample(
-        vp, score, sdelab.EulerMaruyama(), (N_SAMPLES, 1, 4, 4), steps=100, generator=gen(13)
-    )
+    shape = (N_SAMPLES, 1, 4, 4)
+    res = sdelab.sample(vp, score, sdelab.EulerMaruyama(), shape, steps=100, generator=gen(13))
+    assert_moments(res.x)
+    ve = SVe(sigma_max=20.0).sde
+    score = sdelab.score_from_diffusers_model(ve_oracle_model(ve), ve)
+    solver = sdelab.PC(sdelab.ReverseDiffusion(), sdelab.Langevin(snr=0.05))
+    res = sdelab.sample(ve, score, solver, shape, steps=50, eps=1e-5, generator=gen(14))
     assert_moments(res.x)
 
 

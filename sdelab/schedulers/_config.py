@@ -11,10 +11,12 @@ access:
 * ``from_pretrained(dir, subfolder=None, **overrides)``: read it back (local folders only);
 * ``from_config(config, **overrides)``: build from a mapping (ours, diffusers', or a plain dict).
 
-Keys that are not constructor arguments are never silently dropped or misread: private keys
-(``_class_name``, ``_diffusers_version``, ...) are kept in ``config``, and unknown public keys
-are kept *and* reported with a `UserWarning` (diffusers logs the same warning and keeps them
-too). A ``"_class_name"`` naming a different class is reported with a warning as well.
+Keys that are not constructor arguments are never silently dropped or misread: unknown public
+keys are kept in ``config`` *and* reported with a `UserWarning` (diffusers logs the same
+warning and keeps them too), other private keys are kept silently. The file's metadata
+(``_class_name``, ``_diffusers_version``, ``_sdelab_version``) is not kept: every save writes it
+afresh, so a saved and reloaded scheduler has an equal ``config``. A ``"_class_name"`` naming a
+different class is reported with a warning.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ __all__ = ["DIFFUSERS_FORMAT_VERSION", "ConfigMixin", "FrozenConfig"]
 DIFFUSERS_FORMAT_VERSION = "0.42.1"
 
 CONFIG_NAME = "scheduler_config.json"
+
+# Keys describing who wrote a file rather than the configuration; not kept in ``config``.
+_METADATA = ("_class_name", "_diffusers_version", "_sdelab_version")
 
 # Keyword arguments of diffusers' ``from_pretrained`` that concern downloading from the Hub.
 # sdelab never downloads; they are accepted so that code written for diffusers runs unchanged,
@@ -254,7 +259,8 @@ class ConfigMixin:
             )
         init.update(kwargs)
         obj = cls(**init)
-        hidden.pop("_class_name", None)
+        for k in _METADATA:  # written afresh by every save
+            hidden.pop(k, None)
         obj._hidden = {**hidden, **unknown}
         if return_unused_kwargs:
             return obj, dict(unknown)

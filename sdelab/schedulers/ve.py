@@ -16,6 +16,7 @@ from torch import Tensor
 from .. import _tmath as tm
 from .._checks import _short, check_batched, check_int, check_positive, check_time
 from ..sde.ve import VESDE
+from ..solvers.langevin import langevin_step
 from ._common import check_eps, check_model_output, check_per_sample, time_grid
 from ._config import ConfigMixin
 from ._outputs import SchedulerOutput, SdeVeOutput
@@ -237,8 +238,10 @@ class ScoreSdeVeScheduler(ConfigMixin):
         $$ \varepsilon = 2\Big(r\,\frac{\overline{\lVert z\rVert}}{\overline{\lVert s\rVert}}\Big)^2,
            \qquad x' = x + \varepsilon\, s + \sqrt{2\varepsilon}\; z, $$
 
-        $r$ = ``config.snr``; the norms are per-sample Euclidean norms averaged over the batch
-        (one step size for the whole batch, as in the paper's code and diffusers).
+        $r$ = ``config.snr``; $\overline{\lVert\cdot\rVert}$ is the per-sample Euclidean norm
+        averaged over the batch (one step size for the whole batch, as in the paper's code and
+        diffusers). `sdelab.Langevin` averages *squared* norms instead; the two agree for a
+        batch of one. The update itself is `sdelab.solvers.langevin.langevin_step`.
 
         Args:
             model_output: the score $s$ at ``sample``'s noise level, shaped like ``sample``.
@@ -256,8 +259,7 @@ class ScoreSdeVeScheduler(ConfigMixin):
         grad_norm = torch.linalg.vector_norm(model_output.reshape(b, -1), dim=-1).mean()
         noise_norm = torch.linalg.vector_norm(noise.reshape(b, -1), dim=-1).mean()
         step_size = (self.config.snr * noise_norm / grad_norm) ** 2 * 2
-        mean = sample + step_size * model_output
-        prev = mean + (step_size * 2) ** 0.5 * noise
+        prev = langevin_step(sample, model_output, noise, step_size)
         return SchedulerOutput(prev) if return_dict else (prev,)
 
     def add_noise(
