@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sdelab
 from sdelab import GaussianMixture, ScoreSdeVePipeline, ScoreSdeVpPipeline
@@ -158,6 +160,65 @@ def test_vp_steps_equal_diffusers(kw, n, per_sample):
             xs[k], mean = sch.step_pred(eps, xs[k], tt, generator=gs[k])
             means.append(mean)
         assert torch.equal(xs[0], xs[1]) and torch.equal(means[0], means[1])
+
+
+shapes = st.lists(st.integers(1, 3), min_size=1, max_size=4).map(tuple)
+
+
+@settings(max_examples=25)
+@given(
+    sigma_min=st.floats(1e-3, 0.5),
+    log_ratio=st.floats(0.5, 12.0),
+    snr=st.floats(0.01, 0.5),
+    eps=st.floats(1e-6, 1e-2),
+    n=st.integers(1, 60),
+    where=st.floats(0.0, 1.0),
+    shape=shapes,
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_ve_one_step_equals_diffusers_everywhere(
+    sigma_min, log_ratio, snr, eps, n, where, shape, seed
+):
+    kw = {"sigma_min": sigma_min, "sigma_max": sigma_min * math.exp(log_ratio), "snr": snr}
+    kw["sampling_eps"] = eps
+    d, s = ve_pair(kw, n)
+    i = min(int(where * n), n - 1)
+    x = torch.randn(shape, generator=gen(seed)) * float(d.sigmas[i])
+    m = torch.randn(shape, generator=gen(seed + 1))
+    a = d.step_pred(m, d.timesteps[i], x, generator=gen(seed + 2))
+    b = s.step_pred(m, s.timesteps[i], x, generator=gen(seed + 2))
+    assert torch.equal(a.prev_sample, b.prev_sample)
+    assert torch.equal(a.prev_sample_mean, b.prev_sample_mean)
+    a = d.step_correct(m, x, generator=gen(seed + 3)).prev_sample
+    assert torch.equal(a, s.step_correct(m, x, generator=gen(seed + 3)).prev_sample)
+
+
+@settings(max_examples=25)
+@given(
+    beta_min=st.floats(0.0, 1.0),
+    beta_span=st.floats(0.1, 30.0),
+    eps=st.floats(1e-5, 0.1),
+    n=st.integers(1, 60),
+    where=st.floats(0.0, 1.0),
+    shape=shapes,
+    per_sample=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_vp_one_step_equals_diffusers_everywhere(
+    beta_min, beta_span, eps, n, where, shape, per_sample, seed
+):
+    kw = {"beta_min": beta_min, "beta_max": beta_min + beta_span, "sampling_eps": eps}
+    d, s = DVp(**kw), SVp(**kw)
+    for sch in (d, s):
+        sch.set_timesteps(n)
+    t = d.timesteps[min(int(where * n), n - 1)]
+    if per_sample:
+        t = t * torch.ones(shape[0])
+    x = torch.randn(shape, generator=gen(seed))
+    e = torch.randn(shape, generator=gen(seed + 1))
+    a = d.step_pred(e, x, t, generator=gen(seed + 2))
+    b = s.step_pred(e, x, t, generator=gen(seed + 2))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
 def test_vp_uses_vpsde_and_diffusers_surprises():

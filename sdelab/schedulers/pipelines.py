@@ -85,7 +85,7 @@ class _ScoreSdePipeline:
     def __init__(
         self,
         unet: Callable[[Tensor, Tensor], Any],
-        scheduler,
+        scheduler: ScoreSdeVeScheduler | ScoreSdeVpScheduler,
         *,
         sample_size: int | tuple[int, int] | None = None,
         in_channels: int | None = None,
