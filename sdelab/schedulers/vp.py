@@ -65,8 +65,8 @@ class ScoreSdeVpScheduler(ConfigMixin):
       spacing.
     * $\sigma(t)$ is computed as $\sqrt{1 - \exp(2\log m(t))}$ (``VPSDE.std`` uses
       ``expm1``, which is accurate near $t = 0$; diffusers' form loses digits there in
-      float32: a relative error of about $10^{-7}/(\beta_{\min} t)$, $\sim 10^{-3}$ at
-      $t = 10^{-3}$).
+      float32: a relative error up to about $3\times10^{-8}/(\beta_{\min} t)$; measured
+      $1.2\times10^{-4}$ at $t = 10^{-3}$ and $3\times10^{-6}$ at $t = 10^{-2}$).
     * `step_pred` returns the tuple ``(x, x_mean)`` by default, not an output record.
     """
 
