@@ -4,6 +4,7 @@ Forward SDEs (`VPSDE`, `SubVPSDE`, `VESDE`), the analytic oracle (`GaussianMixtu
 """
 
 from .analytic import GaussianMixture
+from .likelihood import LikelihoodResult, bits_per_dim, decode, dequantize, encode, log_likelihood
 from .sampling import SampleResult, sample
 from .scores import score_from_noise
 from .sde import SDE, VESDE, VPSDE, GeometricBrownianMotion, OrnsteinUhlenbeck, SubVPSDE
@@ -13,7 +14,9 @@ from .solvers import (
     AnnealedLangevin,
     EulerMaruyama,
     Langevin,
+    ProbabilityFlowODE,
     ReverseDiffusion,
+    TorchSDE,
 )
 
 __version__ = "0.1.0"
@@ -29,10 +32,18 @@ __all__ = [
     "GaussianMixture",
     "GeometricBrownianMotion",
     "Langevin",
+    "LikelihoodResult",
     "OrnsteinUhlenbeck",
+    "ProbabilityFlowODE",
     "ReverseDiffusion",
     "SampleResult",
     "SubVPSDE",
+    "TorchSDE",
+    "bits_per_dim",
+    "decode",
+    "dequantize",
+    "encode",
+    "log_likelihood",
     "sample",
     "score_from_noise",
 ]

@@ -83,14 +83,16 @@ def check_time(t: Time, T: float, *, name: str = "t") -> Time:
 
 
 def check_time_like(x: Tensor, t: Time, T: float, *, name: str = "t") -> Time:
-    """``check_time`` plus agreement of a tensor ``t`` with ``x``: batch size, device, dtype."""
+    """``check_time`` plus agreement of a tensor ``t`` with ``x``: batch size, device, dtype.
+
+    Device, dtype and shape are checked before the values, so a mismatch never syncs.
+    """
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    t = check_time(t, T, name=name)
     if isinstance(t, Tensor):
         if t.device != x.device:
             raise ValueError(f"{name} is on device {t.device} but x is on device {x.device}")
-        if t.dtype != x.dtype:
+        if t.is_floating_point() and t.dtype != x.dtype:
             raise TypeError(
                 f"{name} has dtype {t.dtype} but x has dtype {x.dtype}; pass t in x's dtype "
                 f"(or a Python float)"
@@ -100,7 +102,7 @@ def check_time_like(x: Tensor, t: Time, T: float, *, name: str = "t") -> Time:
                 f"{name} of shape {tuple(t.shape)} does not match the batch of x with shape "
                 f"{tuple(x.shape)}; expected shape ({x.shape[0] if x.ndim else 1},) or a scalar"
             )
-    return t
+    return check_time(t, T, name=name)
 
 
 def check_batched(name: str, x: Tensor) -> Tensor:
@@ -120,3 +122,11 @@ def check_finite(name: str, x: Tensor) -> Tensor:
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"{name} must be finite, but {bad} of its {x.numel()} entries are NaN/inf")
     return x
+
+
+def check_like(name: str, out: object, x: Tensor) -> Tensor:
+    """Raise unless a model's output ``out`` (named ``name``) is a tensor shaped like ``x``."""
+    if not isinstance(out, Tensor) or out.shape != x.shape:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"{name} must return a tensor shaped like x {tuple(x.shape)}, got {got}")
+    return out

@@ -19,6 +19,7 @@ Both are evaluated with log-sum-exp / softmax, so they stay finite in float32 fo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -48,7 +49,12 @@ class GaussianMixture:
     d entries per sample (small images, say); scores come back in ``x``'s shape.
     """
 
-    def __init__(self, means, stds, weights=None) -> None:
+    def __init__(
+        self,
+        means: Tensor | Sequence[Sequence[float]],
+        stds: Tensor | Sequence[float] | Sequence[Sequence[float]],
+        weights: Tensor | Sequence[float] | None = None,
+    ) -> None:
         means = torch.as_tensor(means)
         if not means.is_floating_point():
             means = means.to(torch.get_default_dtype())

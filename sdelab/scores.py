@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from . import _tmath as tm
-from ._checks import Time, check_time_like
+from ._checks import Time, check_like, check_time_like
 from .sde.base import SDE
 
 __all__ = ["NoiseScore", "score_from_noise", "time_batch"]
@@ -43,11 +43,7 @@ class NoiseScore:
         t = check_time_like(x, t, self.sde.T)
         _, std = self.sde.marginal(x, t)
         eps = self.eps_model(x, time_batch(x, t))
-        if not isinstance(eps, Tensor) or eps.shape != x.shape:
-            got = tuple(eps.shape) if isinstance(eps, Tensor) else type(eps).__name__
-            raise ValueError(
-                f"eps_model must return a tensor shaped like x {tuple(x.shape)}, got {got}"
-            )
+        check_like("eps_model", eps, x)
         return -eps / tm.bcast(std, x)
 
     def __repr__(self) -> str:

@@ -179,8 +179,8 @@ class LinearSDE(SDE):
 
     $$ \mathrm{d}x = a(t)\,x\,\mathrm{d}t + g(t)\,\mathrm{d}w. $$
 
-    Its perturbation kernel is Gaussian (Särkkä & Solin 2019, eq. 6.7 and 6.9; Song et al.
-    2021, eq. 33):
+    Its perturbation kernel is Gaussian (Särkkä & Solin 2019, Sec. 6.1;
+    Song et al. 2021, App. B, eq. 29):
     $p_{0t}(x_t \mid x_0) = \mathcal N(m(t)\,x_0, \sigma(t)^2 I)$ with
 
     $$ m(t) = \exp\Big(\int_0^t a(s)\,\mathrm{d}s\Big), \qquad
@@ -222,6 +222,8 @@ class LinearSDE(SDE):
         For VP this is DDPM's step ($\alpha = \sqrt{1-\beta_i}$, $v = \beta_i$), for VE the
         SMLD step ($\alpha = 1$, $v = \sigma_i^2 - \sigma_{i-1}^2$). Returns ``(alpha, v)``.
         """
+        t = check_time(t, self.T)
+        dt = check_positive("dt", dt)
         s = tm.clamp_min(t - dt, 0.0)
         alpha = self.mean_coeff(t) / self.mean_coeff(s)
         v = tm.clamp_min(self.std(t) ** 2 - alpha**2 * self.std(s) ** 2, 0.0)
@@ -232,9 +234,9 @@ class LinearSDE(SDE):
         $x_t = x_s + f_i + G_i z$ with $f_i = (\alpha - 1)\,x$, $G_i = \sqrt v$ (see
         `transition`).
 
-        This is the paper's DDPM discretisation for VP (Song et al. 2021, eq. 47 / App. E,
+        This is the paper's DDPM discretisation for VP (Song et al. 2021, eq. 10,
         with $\beta_i = 1 - m(t)^2/m(t-\Delta t)^2 \approx \beta(t)\,\Delta t$) and the SMLD
-        one for VE (eq. 46), written for any step size so that a sampler on a coarse grid
+        one for VE (eq. 8), written for any step size so that a sampler on a coarse grid
         stays valid; for sub-VP it is the same exact step of that SDE. ``dt`` defaults to $T/N$.
         """
         dt = self._check_dt(t, dt)

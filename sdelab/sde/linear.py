@@ -13,7 +13,7 @@ import math
 from torch import Tensor
 
 from .. import _tmath as tm
-from .._checks import Time, check_positive, check_time_like
+from .._checks import Time, check_positive, check_time, check_time_like
 from .base import ItoSDE, LinearSDE
 
 __all__ = ["GeometricBrownianMotion", "OrnsteinUhlenbeck"]
@@ -44,18 +44,22 @@ class OrnsteinUhlenbeck(LinearSDE):
 
     def drift_coeff(self, t: Time) -> Time:
         r"""$a(t) = -\theta$."""
+        t = check_time(t, self.T)
         return tm.like_time(-self.theta, t)
 
     def diffusion(self, t: Time) -> Time:
         r"""$g(t) = \sigma$."""
+        t = check_time(t, self.T)
         return tm.like_time(self.sigma, t)
 
     def mean_coeff(self, t: Time) -> Time:
         r"""$m(t) = e^{-\theta t}$."""
+        t = check_time(t, self.T)
         return tm.exp(-self.theta * t)
 
     def std(self, t: Time) -> Time:
         r"""$\sigma(t) = \sigma\sqrt{(1 - e^{-2\theta t}) / (2\theta)}$."""
+        t = check_time(t, self.T)
         return self.sigma * tm.sqrt(-tm.expm1(-2.0 * self.theta * t) / (2.0 * self.theta))
 
     def _params(self) -> dict:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .. import _tmath as tm
-from .._checks import Time, check_time_like
+from .._checks import Time, check_like, check_time_like
 from .base import SDE
 
 __all__ = ["ReverseSDE", "Score"]
@@ -46,11 +46,7 @@ class ReverseSDE:
     def score_at(self, x: Tensor, t: Time) -> Tensor:
         """Evaluate the score and check that it is shaped like ``x``."""
         s = self.score(x, t)
-        if not isinstance(s, Tensor) or s.shape != x.shape:
-            got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
-            raise ValueError(
-                f"score(x, t) must return a tensor shaped like x {tuple(x.shape)}, got {got}"
-            )
+        check_like("score(x, t)", s, x)
         return s
 
     def drift(self, x: Tensor, t: Time, score: Tensor | None = None) -> Tensor:

@@ -5,23 +5,24 @@ from __future__ import annotations
 import math
 
 from .. import _tmath as tm
-from .._checks import Time, check_order, check_positive
+from .._checks import Time, check_order, check_positive, check_time
 from .base import LinearSDE
 
 __all__ = ["VESDE"]
 
 
 class VESDE(LinearSDE):
-    r"""Variance-exploding SDE (Song et al. 2021, eq. 9 and 30):
+    r"""Variance-exploding SDE (Song et al. 2021, eq. 9 and App. B):
 
     $$ \mathrm{d}x = \sigma(t)\sqrt{2\log(\sigma_{\max}/\sigma_{\min})}\,\mathrm{d}w,
        \qquad \sigma(t) = \sigma_{\min}\,(\sigma_{\max}/\sigma_{\min})^t. $$
 
     **Marginal convention.** `marginal` is the exact law of this SDE started at $x(0) = x_0$:
     $\mathcal N\big(x_0,\ (\sigma(t)^2 - \sigma_{\min}^2) I\big)$, so `std` is
-    $\sqrt{\sigma(t)^2 - \sigma_{\min}^2}$ and is 0 at $t = 0$. The paper (eq. 30) and its code
-    use $\sigma(t)$ itself, i.e. they treat the data as already blurred by $\sigma_{\min}$; the
-    difference is at most $\sigma_{\min}^2$ in variance. `sigma(t)` gives the paper's noise
+    $\sqrt{\sigma(t)^2 - \sigma_{\min}^2}$ and is 0 at $t = 0$. This is the paper's eq. 29
+    ($\sigma^2(t) - \sigma^2(0)$); the paper's training and sampling code use $\sigma(t)$
+    itself, i.e. treat the data as already blurred by $\sigma_{\min}$; the difference is at
+    most $\sigma_{\min}^2$ in variance. `sigma(t)` gives the paper's noise
     level. Prior: $\mathcal N(0, \sigma_{\max}^2 I)$. `discretize` is the SMLD step
     $x_i = x_{i-1} + \sqrt{\sigma_i^2 - \sigma_{i-1}^2}\,z$.
 
@@ -45,26 +46,33 @@ class VESDE(LinearSDE):
 
     def sigma(self, t: Time) -> Time:
         r"""The paper's noise level $\sigma(t) = \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^t$."""
+        t = check_time(t, self.T)
         return self.sigma_min * tm.exp(t * self._log_ratio)
 
     def drift_coeff(self, t: Time) -> Time:
         r"""$a(t) = 0$."""
+        t = check_time(t, self.T)
         return tm.like_time(0.0, t)
 
     def diffusion(self, t: Time) -> Time:
         r"""$g(t) = \sigma(t)\sqrt{2\log(\sigma_{\max}/\sigma_{\min})}$."""
+        t = check_time(t, self.T)
         return self.sigma(t) * math.sqrt(2.0 * self._log_ratio)
 
     def mean_coeff(self, t: Time) -> Time:
         r"""$m(t) = 1$."""
+        t = check_time(t, self.T)
         return tm.like_time(1.0, t)
 
     def std(self, t: Time) -> Time:
         r"""$\sqrt{\sigma(t)^2 - \sigma_{\min}^2} = \sigma_{\min}\sqrt{e^{2t\log(\sigma_{\max}/\sigma_{\min})} - 1}$."""
+        t = check_time(t, self.T)
         return self.sigma_min * tm.sqrt(tm.expm1(2.0 * t * self._log_ratio))
 
     def transition(self, t: Time, dt: float) -> tuple[Time, Time]:
         r"""SMLD step: $\alpha = 1$, $v = \sigma(t)^2 - \sigma(t - \Delta t)^2$."""
+        t = check_time(t, self.T)
+        dt = check_positive("dt", dt)
         s = tm.clamp_min(t - dt, 0.0)
         return tm.like_time(1.0, t), self.sigma(t) ** 2 - self.sigma(s) ** 2
 

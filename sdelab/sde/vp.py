@@ -3,7 +3,7 @@ r"""The variance-preserving SDE (VP, the continuous limit of DDPM) and its sub-V
 from __future__ import annotations
 
 from .. import _tmath as tm
-from .._checks import Time, check_positive
+from .._checks import Time, check_positive, check_time
 from .base import LinearSDE
 
 __all__ = ["VPSDE", "SubVPSDE"]
@@ -26,19 +26,23 @@ class _LinearBetaSDE(LinearSDE):
 
     def beta(self, t: Time) -> Time:
         r"""$\beta(t) = \beta_{\min} + t\,(\beta_{\max} - \beta_{\min})$."""
+        t = check_time(t, self.T)
         return self.beta_min + t * (self.beta_max - self.beta_min)
 
     def log_mean_coeff(self, t: Time) -> Time:
         r"""$\log m(t) = -\tfrac14 t^2 (\beta_{\max} - \beta_{\min}) - \tfrac12 t\,\beta_{\min}
         = -\tfrac12\int_0^t \beta(s)\,\mathrm{d}s$."""
+        t = check_time(t, self.T)
         return -0.25 * t * t * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
 
     def drift_coeff(self, t: Time) -> Time:
         r"""$a(t) = -\tfrac12 \beta(t)$."""
+        t = check_time(t, self.T)
         return -0.5 * self.beta(t)
 
     def mean_coeff(self, t: Time) -> Time:
         r"""$m(t) = \exp(-\tfrac12 \int_0^t \beta(s)\,\mathrm{d}s)$."""
+        t = check_time(t, self.T)
         return tm.exp(self.log_mean_coeff(t))
 
     def _params(self) -> dict:
@@ -65,14 +69,18 @@ class VPSDE(_LinearBetaSDE):
 
     def diffusion(self, t: Time) -> Time:
         r"""$g(t) = \sqrt{\beta(t)}$."""
+        t = check_time(t, self.T)
         return tm.sqrt(self.beta(t))
 
     def std(self, t: Time) -> Time:
         r"""$\sigma(t) = \sqrt{1 - m(t)^2}$ (computed with ``expm1``)."""
+        t = check_time(t, self.T)
         return tm.sqrt(-tm.expm1(2.0 * self.log_mean_coeff(t)))
 
     def transition(self, t: Time, dt: float) -> tuple[Time, Time]:
         r"""DDPM step: $\alpha = \sqrt{1 - \beta_i} = m(t)/m(t - \Delta t)$, $v = \beta_i = 1 - \alpha^2$."""
+        t = check_time(t, self.T)
+        dt = check_positive("dt", dt)
         s = tm.clamp_min(t - dt, 0.0)
         log_alpha = self.log_mean_coeff(t) - self.log_mean_coeff(s)
         return tm.exp(log_alpha), -tm.expm1(2.0 * log_alpha)
@@ -84,7 +92,7 @@ class SubVPSDE(_LinearBetaSDE):
     $$ \mathrm{d}x = -\tfrac12 \beta(t)\,x\,\mathrm{d}t
        + \sqrt{\beta(t)\big(1 - e^{-2\beta_{\min} t - (\beta_{\max}-\beta_{\min}) t^2}\big)}\,\mathrm{d}w. $$
 
-    Same mean as VP; its variance is bounded by VP's (eq. 30):
+    Same mean as VP; its variance is bounded by VP's (eq. 29):
     $\sigma(t)^2 = (1 - m(t)^2)^2 \le 1 - m(t)^2$; prior $\mathcal N(0, I)$. There is no
     DDPM/SMLD counterpart: `discretize` is the exact Gaussian step of this SDE (see
     `LinearSDE.transition`), which ancestral sampling and the corrector's
@@ -98,8 +106,10 @@ class SubVPSDE(_LinearBetaSDE):
 
     def diffusion(self, t: Time) -> Time:
         r"""$g(t) = \sqrt{\beta(t)\,(1 - m(t)^4)}$."""
+        t = check_time(t, self.T)
         return tm.sqrt(self.beta(t) * -tm.expm1(4.0 * self.log_mean_coeff(t)))
 
     def std(self, t: Time) -> Time:
         r"""$\sigma(t) = 1 - m(t)^2$ (computed with ``expm1``)."""
+        t = check_time(t, self.T)
         return -tm.expm1(2.0 * self.log_mean_coeff(t))

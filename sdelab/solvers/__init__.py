@@ -4,8 +4,10 @@ from .ancestral import AncestralSampling
 from .base import AdaptiveResult, AdaptiveSolver, CountingScore, Solver
 from .euler_maruyama import EulerMaruyama
 from .langevin import AnnealedLangevin, Langevin
+from .ode import ProbabilityFlowODE
 from .pc import PC, Corrector, Predictor
 from .reverse_diffusion import ReverseDiffusion
+from .torchsde import TorchSDE
 
 __all__ = [
     "PC",
@@ -18,6 +20,8 @@ __all__ = [
     "EulerMaruyama",
     "Langevin",
     "Predictor",
+    "ProbabilityFlowODE",
     "ReverseDiffusion",
     "Solver",
+    "TorchSDE",
 ]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import Time
+from .._checks import Time, check_like
 from ..sde.base import SDE
 from ..sde.reverse import Score
 
@@ -63,11 +63,7 @@ class CountingScore:
 
     def __call__(self, x: Tensor, t: Time) -> Tensor:
         s = self.score(x, t)
-        if not isinstance(s, Tensor) or s.shape != x.shape:
-            got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
-            raise ValueError(
-                f"score(x, t) must return a tensor shaped like x {tuple(x.shape)}, got {got}"
-            )
+        check_like("score(x, t)", s, x)
         self.nfe += 1
         if s.numel():
             self._pending.extend(torch.aminmax(s.detach()))

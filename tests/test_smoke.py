@@ -1,5 +1,0 @@
-import sdelab
-
-
-def test_import_exposes_sdes():
-    assert sdelab.VPSDE().N == 1000
