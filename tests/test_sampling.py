@@ -31,8 +31,6 @@ from sdelab import (
 from sdelab.sampling import time_grid
 from sdelab.solvers import AdaptiveResult, AdaptiveSolver, CountingScore
 
-torch.set_num_threads(1)  # small tensors: intra-op threads only add overhead
-
 SOLVERS = [
     EulerMaruyama(),
     EulerMaruyama(probability_flow=True),

@@ -30,9 +30,6 @@ from sdelab import (
     sample,
 )
 
-# small tensors: intra-op threads only add overhead (and thrash on a shared CI machine)
-torch.set_num_threads(1)
-
 EPS = 1e-3
 DISC = 0.02
 SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}
