@@ -136,8 +136,6 @@ def main() -> None:
 
 def _memory_child(dev: str, steps: int, traj: bool) -> int:
     """Peak memory added by one `sample` call, in bytes (run in a fresh process on CPU)."""
-    import resource
-
     sde = sdelab.VPSDE()
     score = GaussianScore(sde, torch.tensor([1.0, -0.5], device=dev), 0.5)
     shape = (16384, 2)
@@ -163,9 +161,26 @@ def _memory_child(dev: str, steps: int, traj: bool) -> int:
         base = torch.cuda.memory_allocated()
         run(steps, traj)
         return torch.cuda.max_memory_allocated() - base
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _peak_rss()
     run(steps, traj)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024  # KiB on Linux
+    return _peak_rss() - before
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes: VmHWM of /proc/self/status on Linux
+    (ru_maxrss there survives exec, so a child would inherit its parent's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def peak_memory(dev: str, steps: int, traj: bool) -> int:
