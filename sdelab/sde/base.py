@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import math
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -248,7 +249,7 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
     if isinstance(shape, int):
         shape = (shape,)
     try:
-        shape = tuple(int(s) for s in shape)
+        shape = tuple(operator.index(s) for s in shape)  # ints only: no silent int(2.7) or int("3")
     except TypeError:
         raise TypeError(f"shape must be a sequence of ints, got {shape!r}") from None
     if len(shape) < 1 or any(s < 1 for s in shape):
