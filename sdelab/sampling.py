@@ -18,7 +18,7 @@ from torch import Tensor
 
 from . import _tmath as tm
 from ._checks import check_int, check_positive
-from .sde.base import SDE, LinearSDE, _check_shape
+from .sde.base import SDE, LinearSDE, _check_shape, check_sde
 from .sde.reverse import Score
 from .solvers.base import AdaptiveSolver, CountingScore, Solver
 from .solvers.pc import as_pc
@@ -133,8 +133,7 @@ def sample(
         FloatingPointError: if the score returned NaN/inf (the message names the first
             evaluation and step) or the samples are not finite.
     """
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an sdelab SDE (VPSDE, SubVPSDE, VESDE, ...), got {sde!r}")
+    check_sde(sde)
     if isinstance(solver, type) and issubclass(solver, Solver):
         raise TypeError(
             f"solver must be a solver instance, got the class {solver.__name__}; "

@@ -460,7 +460,7 @@ def _bad(**over):
         ({"shape": "ab"}, TypeError, "shape must be a sequence of ints"),
         ({"solver": "em"}, TypeError, "solver must be an sdelab solver"),
         ({"solver": EulerMaruyama}, TypeError, r"did you mean EulerMaruyama\(\)"),
-        ({"sde": "vp"}, TypeError, "sde must be an sdelab SDE"),
+        ({"sde": "vp"}, TypeError, "sde must be a forward sdelab SDE"),
         ({"score": 3}, TypeError, "score must be callable"),
         ({"score": lambda x, t: x[:, :1]}, ValueError, r"shaped like x \(4, 2\), got \(4, 1\)"),
         ({"score": lambda x, t: 1.0}, ValueError, "shaped like x"),

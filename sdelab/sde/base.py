@@ -22,7 +22,7 @@ from torch import Tensor
 from .. import _tmath as tm
 from .._checks import Time, check_batched, check_int, check_positive, check_time, check_time_like
 
-__all__ = ["SDE", "ItoSDE", "LinearSDE"]
+__all__ = ["SDE", "ItoSDE", "LinearSDE", "check_sde"]
 
 
 class ItoSDE(abc.ABC):
@@ -243,6 +243,25 @@ class LinearSDE(SDE):
         t = check_time_like(x, t, self.T)
         alpha, v = self.transition(t, dt)
         return tm.bcast(alpha - 1.0, x) * x, tm.sqrt(v)
+
+
+def check_sde(sde: object, name: str = "sde") -> SDE:
+    """Raise unless ``sde`` is a forward `SDE`; a reverse-time SDE or ODE gets its own message."""
+    if isinstance(sde, SDE):
+        return sde
+    from .reverse import ReverseSDE
+
+    if isinstance(sde, ReverseSDE):
+        kind = "probability-flow ODE" if sde.probability_flow else "stochastic reverse-time SDE"
+        raise TypeError(
+            f"{name} must be the forward SDE (VPSDE, SubVPSDE, VESDE, ...), got the {kind} "
+            f"{sde!r}; samplers and the ODE solvers build the reverse process from the forward "
+            "SDE and the score themselves"
+        )
+    raise TypeError(
+        f"{name} must be a forward sdelab SDE (VPSDE, SubVPSDE, VESDE, ...), got "
+        f"{type(sde).__name__}"
+    )
 
 
 def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
