@@ -15,7 +15,6 @@ import argparse
 import math
 import statistics
 import time
-import tracemalloc
 
 import torch
 
@@ -128,25 +127,79 @@ def main() -> None:
             f"{(t / B) / (base / 4096):.2f}"
         )
 
-    print("\n[3] peak memory against steps (B=4096, d=2; the state is 32 KiB)")
+    print("\n[3] peak memory against steps (B=16384, d=2: the state is 128 KiB)")
     for traj in (False, True):
-        for n in (100, 400, 1600):
-            g = torch.Generator(dev).manual_seed(0)
-            if torch.device(dev).type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-                base_mem = torch.cuda.memory_allocated()
-                sdelab.sample(
-                    sde, score, solver, shape, steps=n, generator=g, return_trajectory=traj
-                )
-                peak = torch.cuda.max_memory_allocated() - base_mem
-            else:
-                tracemalloc.start()
-                sdelab.sample(
-                    sde, score, solver, shape, steps=n, generator=g, return_trajectory=traj
-                )
-                peak = tracemalloc.get_traced_memory()[1]
-                tracemalloc.stop()
-            print(f"  return_trajectory={traj!s:5} steps={n:5d}: peak {peak / 1024:10.1f} KiB")
+        for n in (200, 800, 3200):
+            peak = peak_memory(dev, n, traj)
+            print(f"  return_trajectory={traj!s:5} steps={n:5d}: peak +{peak / 2**20:8.2f} MiB")
+
+
+def _memory_child(dev: str, steps: int, traj: bool) -> int:
+    """Peak memory added by one `sample` call, in bytes (run in a fresh process on CPU)."""
+    sde = sdelab.VPSDE()
+    score = GaussianScore(sde, torch.tensor([1.0, -0.5], device=dev), 0.5)
+    shape = (16384, 2)
+
+    def run(n, trajectory):
+        g = torch.Generator(dev).manual_seed(0)
+        return sdelab.sample(
+            sde,
+            score,
+            sdelab.EulerMaruyama(),
+            shape,
+            steps=n,
+            generator=g,
+            return_trajectory=trajectory,
+        )
+
+    # warm up past the first 256 score calls (CountingScore's first fold), without a
+    # trajectory: ru_maxrss is a high-water mark, and first use of a kernel pages in code
+    run(300, False)
+    if torch.device(dev).type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        run(steps, traj)
+        return torch.cuda.max_memory_allocated() - base
+    before = _peak_rss()
+    run(steps, traj)
+    return _peak_rss() - before
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes: VmHWM of /proc/self/status on Linux
+    (ru_maxrss there survives exec, so a child would inherit its parent's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def peak_memory(dev: str, steps: int, traj: bool) -> int:
+    """`_memory_child` in a fresh interpreter, so earlier runs do not set the peak."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import bench_sampling as b; "
+        "print(b._memory_child(sys.argv[2], int(sys.argv[3]), sys.argv[4] == 'True'))"
+    )
+    here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+    out = subprocess.run(
+        [sys.executable, "-c", code, here, dev, str(steps), str(traj)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(out.stdout.split()[-1])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,13 @@ Forward SDEs (`VPSDE`, `SubVPSDE`, `VESDE`), the analytic oracle (`GaussianMixtu
 from .analytic import GaussianMixture
 from .likelihood import LikelihoodResult, bits_per_dim, decode, dequantize, encode, log_likelihood
 from .sampling import SampleResult, sample
+from .schedulers import (
+    ScoreSdeVePipeline,
+    ScoreSdeVeScheduler,
+    ScoreSdeVpPipeline,
+    ScoreSdeVpScheduler,
+    score_from_diffusers_model,
+)
 from .scores import score_from_noise
 from .sde import SDE, VESDE, VPSDE, GeometricBrownianMotion, OrnsteinUhlenbeck, SubVPSDE
 from .solvers import (
@@ -37,6 +44,10 @@ __all__ = [
     "ProbabilityFlowODE",
     "ReverseDiffusion",
     "SampleResult",
+    "ScoreSdeVePipeline",
+    "ScoreSdeVeScheduler",
+    "ScoreSdeVpPipeline",
+    "ScoreSdeVpScheduler",
     "SubVPSDE",
     "TorchSDE",
     "bits_per_dim",
@@ -45,5 +56,6 @@ __all__ = [
     "encode",
     "log_likelihood",
     "sample",
+    "score_from_diffusers_model",
     "score_from_noise",
 ]

@@ -26,10 +26,10 @@ from torch import Tensor
 
 from ._checks import check_batched, check_finite, check_int, check_positive
 from ._ode import check_error_norm, check_method, odeint
-from .sde.base import SDE
+from .sde.base import SDE, check_sde
 from .sde.reverse import Score
 from .solvers.base import CountingScore
-from .solvers.ode import check_sde, integrate_probability_flow
+from .solvers.ode import integrate_probability_flow
 
 __all__ = [
     "LikelihoodResult",

@@ -9,6 +9,7 @@ solver is only its update: a `Predictor`, a `Corrector`, their combination `PC`,
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from . import _tmath as tm
 from ._checks import check_int, check_positive
-from .sde.base import SDE, LinearSDE, _check_shape
+from .sde.base import SDE, LinearSDE, _check_shape, check_sde
 from .sde.reverse import Score
 from .solvers.base import AdaptiveSolver, CountingScore, Solver
 from .solvers.pc import as_pc
@@ -118,7 +119,8 @@ def sample(
         denoise: apply the Tweedie denoising step at the end.
         generator: seeds the prior draw and every noise draw (same generator state, same
             samples); its device is the default ``device``.
-        device, dtype: of the samples (default: the generator's device, torch's default dtype).
+        device: of the samples (default: the generator's device, else torch's default).
+        dtype: of the samples (default: torch's default dtype).
         progress: show a tqdm progress bar.
         return_trajectory: also return the states at every grid time (memory grows with
             ``steps``; without it memory does not depend on ``steps``).
@@ -131,8 +133,7 @@ def sample(
         FloatingPointError: if the score returned NaN/inf (the message names the first
             evaluation and step) or the samples are not finite.
     """
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an sdelab SDE (VPSDE, SubVPSDE, VESDE, ...), got {sde!r}")
+    check_sde(sde)
     if isinstance(solver, type) and issubclass(solver, Solver):
         raise TypeError(
             f"solver must be a solver instance, got the class {solver.__name__}; "
@@ -184,34 +185,43 @@ def sample(
 
 
 def _run_grid(sde, score, pc, x, eps, steps, generator, progress, return_trajectory):
-    """The one fixed-grid loop: predictor from t_i to t_{i+1}, then the corrector at t_{i+1}."""
-    grid = time_grid(sde.T, eps, steps)
-    dt = (sde.T - eps) / steps
+    """The one fixed-grid loop: predictor from t_i to t_{i+1}, then the corrector at t_{i+1}.
+
+    Bookkeeping is O(1) per step apart from 8 bytes (the NFE after each step, which maps a bad
+    evaluation to its step); times are computed as in `time_grid`, not stored.
+    """
+    T = sde.T
+    dt = (T - eps) / steps
     predictor, corrector = pc.predictor, pc.corrector
     n_corr = corrector.n_steps if corrector is not None else 0
-    traj = [x] if return_trajectory else None
-    step_ends: list[int] = []  # NFE after each step: maps a bad evaluation to its step
+    traj = None
+    if return_trajectory:  # preallocated: peak memory is one copy of the path, not two
+        traj = torch.empty((steps + 1, *x.shape), dtype=x.dtype, device=x.device)
+        traj[0] = x
+    step_ends = array("q")
     indices = range(steps)
     if progress:
         from tqdm.auto import tqdm
 
-        indices = tqdm(indices, desc=f"sampling ({type(pc.predictor or corrector).__name__})")
+        indices = tqdm(indices, desc=f"sampling ({type(predictor or corrector).__name__})")
+    t = T
     for i in indices:
+        t_next = T - (i + 1) * dt if i + 1 < steps else eps  # = time_grid(T, eps, steps)[i + 1]
         if predictor is not None:
-            x = predictor.update(sde, score, x, grid[i], dt, generator)
+            x = predictor.update(sde, score, x, t, dt, generator)
         for _ in range(n_corr):
-            x = corrector.update(sde, score, x, grid[i + 1], dt, generator)
+            x = corrector.update(sde, score, x, t_next, dt, generator)
         step_ends.append(score.nfe)
         if traj is not None:
-            traj.append(x)
-    times = traj_t = None
+            traj[i + 1] = x
+        t = t_next
+    times = None
     if traj is not None:
-        traj_t = torch.stack(traj)
-        times = torch.tensor(grid, dtype=x.dtype, device=x.device)
-    return x, times, traj_t, step_ends
+        times = torch.tensor(time_grid(T, eps, steps), dtype=x.dtype, device=x.device)
+    return x, times, traj, step_ends
 
 
-def _check_finite(score: CountingScore, x: Tensor, step_ends: list[int] | None) -> None:
+def _check_finite(score: CountingScore, x: Tensor, step_ends) -> None:
     """One host synchronisation at the end: report the first non-finite score output."""
     k = score.first_nonfinite()
     if k:

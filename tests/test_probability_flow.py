@@ -297,9 +297,24 @@ def test_probability_flow_refuses_a_reverse_sde_and_a_bad_score():
     sde, mix = VPSDE(), mixture(2)
     z = torch.zeros(4, 2, dtype=F64)
     kw = dict(steps=None, generator=None, progress=False, return_trajectory=False)
-    with pytest.raises(TypeError, match="sde must be a forward sdelab SDE"):
+    with pytest.raises(
+        TypeError, match="sde must be the forward SDE .* got the stochastic reverse-time SDE"
+    ):
         ProbabilityFlowODE().solve(
             sde.reverse(mix.score(sde)), CountingScore(mix.score(sde)), z, 1.0, 1e-3, **kw
         )
     with pytest.raises(ValueError, match="shaped like x"):
         ProbabilityFlowODE().solve(sde, CountingScore(lambda x, t: x[:, :1]), z, 1.0, 1e-3, **kw)
+
+
+@pytest.mark.parametrize("probability_flow", [False, True])
+def test_reverse_process_passed_as_sde_is_rejected(probability_flow):
+    """The ODE solvers (and every sampler) take the forward SDE, never its reversal."""
+    sde = sdelab.VPSDE()
+    score = sdelab.GaussianMixture([[0.0, 0.0]], [1.0]).score(sde)
+    rev = sde.reverse(score, probability_flow=probability_flow)
+    kind = "probability-flow ODE" if probability_flow else "stochastic reverse-time SDE"
+    with pytest.raises(TypeError, match=f"sde must be the forward SDE .* got the {kind}"):
+        sdelab.sample(rev, score, sdelab.ProbabilityFlowODE(), (4, 2))
+    with pytest.raises(TypeError, match=f"sde must be the forward SDE .* got the {kind}"):
+        sdelab.encode(rev, score, torch.zeros(4, 2))

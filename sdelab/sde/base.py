@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import math
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -21,7 +22,7 @@ from torch import Tensor
 from .. import _tmath as tm
 from .._checks import Time, check_batched, check_int, check_positive, check_time, check_time_like
 
-__all__ = ["SDE", "ItoSDE", "LinearSDE"]
+__all__ = ["SDE", "ItoSDE", "LinearSDE", "check_sde"]
 
 
 class ItoSDE(abc.ABC):
@@ -244,11 +245,30 @@ class LinearSDE(SDE):
         return tm.bcast(alpha - 1.0, x) * x, tm.sqrt(v)
 
 
+def check_sde(sde: object, name: str = "sde") -> SDE:
+    """Raise unless ``sde`` is a forward `SDE`; a reverse-time SDE or ODE gets its own message."""
+    if isinstance(sde, SDE):
+        return sde
+    from .reverse import ReverseSDE
+
+    if isinstance(sde, ReverseSDE):
+        kind = "probability-flow ODE" if sde.probability_flow else "stochastic reverse-time SDE"
+        raise TypeError(
+            f"{name} must be the forward SDE (VPSDE, SubVPSDE, VESDE, ...), got the {kind} "
+            f"{sde!r}; samplers and the ODE solvers build the reverse process from the forward "
+            "SDE and the score themselves"
+        )
+    raise TypeError(
+        f"{name} must be a forward sdelab SDE (VPSDE, SubVPSDE, VESDE, ...), got "
+        f"{type(sde).__name__}"
+    )
+
+
 def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
     if isinstance(shape, int):
         shape = (shape,)
     try:
-        shape = tuple(int(s) for s in shape)
+        shape = tuple(operator.index(s) for s in shape)  # ints only: no silent int(2.7) or int("3")
     except TypeError:
         raise TypeError(f"shape must be a sequence of ints, got {shape!r}") from None
     if len(shape) < 1 or any(s < 1 for s in shape):

@@ -10,13 +10,13 @@ from torch import Tensor
 from .. import _tmath as tm
 from ..sde.base import SDE
 from ..sde.simulate import euler_maruyama_step
-from .pc import Predictor, gaussian_noise
+from .pc import FlowPredictor, gaussian_noise
 
 __all__ = ["EulerMaruyama"]
 
 
 @dataclass(frozen=True)
-class EulerMaruyama(Predictor):
+class EulerMaruyama(FlowPredictor):
     r"""Euler-Maruyama on the reverse-time SDE (Song et al. 2021, eq. 6), one step of size
     $\Delta t$ backwards from $t$:
 
@@ -35,14 +35,6 @@ class EulerMaruyama(Predictor):
     probability_flow: bool = False
     strong_order = 1.0
     weak_order = 1.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.probability_flow, bool):
-            raise TypeError(f"probability_flow must be a bool, got {self.probability_flow!r}")
-
-    @property
-    def stochastic(self) -> bool:  # type: ignore[override]
-        return not self.probability_flow
 
     def update(
         self, sde: SDE, score, x: Tensor, t: float, dt: float, generator: torch.Generator | None

@@ -21,21 +21,11 @@ from torch import Tensor
 
 from .._checks import check_positive
 from .._ode import OdeSolution, check_error_norm, check_method, odeint
-from ..sde.base import SDE
+from ..sde.base import SDE, check_sde
 from ..sde.reverse import Score
 from .base import AdaptiveResult, AdaptiveSolver, CountingScore
 
 __all__ = ["ProbabilityFlowODE", "integrate_probability_flow"]
-
-
-def check_sde(sde: SDE) -> SDE:
-    """Raise unless ``sde`` is a forward `sdelab.SDE` (the ODE is built from it)."""
-    if not isinstance(sde, SDE):
-        raise TypeError(
-            f"sde must be a forward sdelab SDE (VPSDE, SubVPSDE, VESDE, ...), got "
-            f"{type(sde).__name__}; the probability-flow ODE is built from it"
-        )
-    return sde
 
 
 def integrate_probability_flow(

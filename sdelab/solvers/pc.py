@@ -65,6 +65,25 @@ class Predictor(Solver):
         """
 
 
+class FlowPredictor(Predictor):
+    """A predictor with a ``probability_flow`` option: the deterministic variant integrates
+    the probability-flow ODE (eq. 13) instead of the reverse-time SDE (eq. 6).
+
+    Subclasses are frozen dataclasses that declare the field
+    ``probability_flow: bool = False``.
+    """
+
+    probability_flow: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.probability_flow, bool):
+            raise TypeError(f"probability_flow must be a bool, got {self.probability_flow!r}")
+
+    @property
+    def stochastic(self) -> bool:  # type: ignore[override]
+        return not self.probability_flow
+
+
 class Corrector(Solver):
     r"""One step of score-based MCMC targeting $p_t$ at a fixed time $t$.
 

@@ -9,13 +9,13 @@ from torch import Tensor
 
 from .. import _tmath as tm
 from ..sde.base import SDE
-from .pc import Predictor, gaussian_noise
+from .pc import FlowPredictor, gaussian_noise
 
 __all__ = ["ReverseDiffusion"]
 
 
 @dataclass(frozen=True)
-class ReverseDiffusion(Predictor):
+class ReverseDiffusion(FlowPredictor):
     r"""The reverse-diffusion predictor (Song et al. 2021, eq. 46-47 and App. E).
 
     If the forward process is discretised as $x_{i+1} = x_i + f_i(x_i) + G_i z_i$
@@ -34,14 +34,6 @@ class ReverseDiffusion(Predictor):
     probability_flow: bool = False
     strong_order = 1.0
     weak_order = 1.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.probability_flow, bool):
-            raise TypeError(f"probability_flow must be a bool, got {self.probability_flow!r}")
-
-    @property
-    def stochastic(self) -> bool:  # type: ignore[override]
-        return not self.probability_flow
 
     def update(
         self, sde: SDE, score, x: Tensor, t: float, dt: float, generator: torch.Generator | None

@@ -1,0 +1,23 @@
+"""diffusers-compatible schedulers and pipelines built on sdelab's SDEs.
+
+Nothing here imports diffusers (or PIL, until PIL images are asked for).
+"""
+
+from ._config import FrozenConfig
+from ._outputs import ImagePipelineOutput, SchedulerOutput, SdeVeOutput
+from .adapter import score_from_diffusers_model
+from .pipelines import ScoreSdeVePipeline, ScoreSdeVpPipeline
+from .ve import ScoreSdeVeScheduler
+from .vp import ScoreSdeVpScheduler
+
+__all__ = [
+    "FrozenConfig",
+    "ImagePipelineOutput",
+    "SchedulerOutput",
+    "ScoreSdeVePipeline",
+    "ScoreSdeVeScheduler",
+    "ScoreSdeVpPipeline",
+    "ScoreSdeVpScheduler",
+    "SdeVeOutput",
+    "score_from_diffusers_model",
+]
