@@ -63,8 +63,8 @@ class TorchSDE(AdaptiveSolver):
     | ``"srk"`` | Rößler's SRA1 (Rößler 2010) | 1.5 | 2 |
 
     The default is ``"srk"``, adaptive with ``rtol = atol = 1e-3``. At equal score
-    evaluations SRK's pathwise error on the reverse VP, sub-VP and VE SDEs is 3-20 times
-    lower than Euler's (e.g. VP, 256 NFE: 9.6e-4 vs 1.1e-2), and adaptive Euler needs 2-6
+    evaluations SRK's pathwise error on the reverse VP, sub-VP and VE SDEs is 7-16 times
+    lower than Euler's (128-512 NFE) (e.g. VP, 256 NFE: 9.6e-4 vs 1.1e-2), and adaptive Euler needs 2-6
     times more NFE than adaptive SRK for the same tolerance (measured by
     ``benchmarks/convergence_orders.py``; tables in the "Adaptive SDE solving" concept page).
     Adaptive stepping is the default because it picks the step count itself (about 50 steps,
