@@ -1,6 +1,12 @@
 """sdelab: score-based generative modelling with stochastic differential equations.
 
-Forward SDEs (`VPSDE`, `SubVPSDE`, `VESDE`), the analytic oracle (`GaussianMixture`), scores.
+Forward SDEs (`VPSDE`, `SubVPSDE`, `VESDE`), the analytic oracle (`GaussianMixture`), one
+entry point for sampling (`sample`, with the solvers `EulerMaruyama`, `ReverseDiffusion`,
+`AncestralSampling`, `Langevin`, `AnnealedLangevin`, `PC`, `ProbabilityFlowODE`, `TorchSDE`),
+likelihoods through the probability-flow ODE (`log_likelihood`, `bits_per_dim`, `encode`,
+`decode`), a diffusers-compatible layer (`ScoreSdeVpScheduler`, `ScoreSdeVeScheduler`,
+`ScoreSdeVePipeline`, `ScoreSdeVpPipeline`) and the `sdelab compare` experiments
+(`sdelab.experiments`).
 """
 
 from .analytic import GaussianMixture

@@ -184,8 +184,9 @@ def log_likelihood(
         score: ``score(x, t)``, called with a Python float ``t`` in ``x``'s dtype and device.
         x: data, shape (B, ...) with at least one data dimension (use ``x[:, None]`` for 1-D
             data); finite.
-        divergence: ``"exact"`` ($D$ backward passes per evaluation; exact; the better choice
-            up to $D$ of a few tens, see the concept page) or ``"hutchinson"`` (``n_probes``
+        divergence: ``"exact"`` ($D$ backward passes per evaluation; exact; for per-sample
+            log-likelihoods the better choice at every $D$ measured, up to 64; for data-set
+            averages worth it up to $D \approx 8$-$16$, see the concept page) or ``"hutchinson"`` (``n_probes``
             backward passes; unbiased, with variance falling as $1/$``n_probes``).
         noise: Hutchinson probes, ``"rademacher"`` ($\pm1$, lowest variance) or
             ``"gaussian"``. Drawn once per solve from ``generator`` and held fixed along the
