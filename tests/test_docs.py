@@ -1,6 +1,6 @@
 """The Python examples in the documentation run as written.
 
-Every fenced block opened with ```python in ``docs/**/*.md`` is executed. A page's blocks run
+Every fenced block opened with ```python in ``docs/**/*.md`` and ``README.md`` is executed. A page's blocks run
 in order in one namespace, so a later block may use names from an earlier one. Write a snippet
 that is not meant to run on its own as ```py or ```pycon instead.
 """
@@ -12,22 +12,25 @@ from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 _BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```", re.S | re.M)
 
 
 def _pages_with_examples() -> list[Path]:
-    return sorted(p for p in DOCS.rglob("*.md") if _BLOCK.search(p.read_text(encoding="utf-8")))
+    pages = [*DOCS.rglob("*.md"), ROOT / "README.md"]
+    return sorted(p for p in pages if _BLOCK.search(p.read_text(encoding="utf-8")))
 
 
 def test_docs_have_examples():
     # The index page promises a runnable example; guard against the regex finding nothing.
     assert DOCS / "index.md" in _pages_with_examples()
+    assert ROOT / "README.md" in _pages_with_examples()
 
 
-@pytest.mark.parametrize("page", _pages_with_examples(), ids=lambda p: str(p.relative_to(DOCS)))
+@pytest.mark.parametrize("page", _pages_with_examples(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_docs_examples_run(page: Path):
     namespace: dict = {"__name__": "__docs_example__"}
     for i, block in enumerate(_BLOCK.findall(page.read_text(encoding="utf-8"))):
-        code = compile(block, f"{page.relative_to(DOCS)} [python block {i + 1}]", "exec")
+        code = compile(block, f"{page.relative_to(ROOT)} [python block {i + 1}]", "exec")
         exec(code, namespace)
