@@ -32,14 +32,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _write(tmp_path: Path, data: dict, name: str = "grid.json") -> Path:
     p = tmp_path / name
     p.write_text(json.dumps(data))

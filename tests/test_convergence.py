@@ -19,20 +19,11 @@ weak error at every level, so the fitted slope measures discretisation, not nois
 from __future__ import annotations
 
 import pytest
-import torch
 
 from sdelab._convergence import em_orders, fit_order, torchsde_strong_order
 from sdelab.solvers.torchsde import METHODS
 
 TOL = 0.1
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_fit_order_recovers_a_power_law():

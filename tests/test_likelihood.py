@@ -26,9 +26,6 @@ from sdelab import (
 )
 from sdelab.likelihood import exact_divergence, hutchinson_divergence
 
-# The tensors here are tiny: extra threads only add synchronisation on a shared CPU.
-torch.set_num_threads(1)
-
 SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
 F64 = torch.float64
 

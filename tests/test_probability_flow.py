@@ -11,8 +11,6 @@ from sdelab import VESDE, VPSDE, GaussianMixture, ProbabilityFlowODE, SubVPSDE
 from sdelab._ode import odeint
 from sdelab.solvers import AdaptiveSolver, CountingScore
 
-torch.set_num_threads(1)  # tiny tensors: threads only add synchronisation on a shared CPU
-
 F64 = torch.float64
 SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
 

@@ -28,15 +28,6 @@ MIX = sdelab.GaussianMixture([[-1.5, 0.5], [1.5, -0.5]], [[0.4, 0.8], [0.6, 0.3]
 SDES = [sdelab.VPSDE(), sdelab.SubVPSDE(), sdelab.VESDE()]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the shared CI machine has 2 cores: intra-op threads only add contention here
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class _RawCounter:
     """The true number of score calls, counted beside CountingScore."""
 
