@@ -49,6 +49,7 @@ __all__ = [
     "OdeSolution",
     "check_error_norm",
     "check_method",
+    "check_options",
     "dopri5",
     "odeint",
 ]
@@ -112,6 +113,29 @@ def check_method(backend: str, method) -> None:
         )
 
 
+def check_options(
+    backend: str,
+    method: str | type,
+    rtol: float,
+    atol: float,
+    ode_dtype: torch.dtype | None,
+    error_norm: str,
+) -> tuple[float, float]:
+    """Check the integrator options `odeint` takes (the one place they are checked; callers
+    that do work before `odeint` call it first). Returns ``(rtol, atol)`` as floats."""
+    check_method(backend, method)
+    check_error_norm(error_norm)
+    rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
+    if backend == "scipy":
+        if ode_dtype not in (None, torch.float64):
+            raise ValueError(f"the scipy backend integrates in float64, got ode_dtype={ode_dtype}")
+    elif ode_dtype is not None and not (
+        isinstance(ode_dtype, torch.dtype) and ode_dtype.is_floating_point
+    ):
+        raise TypeError(f"ode_dtype must be a floating torch.dtype or None, got {ode_dtype!r}")
+    return rtol, atol
+
+
 def odeint(
     func: OdeFunc,
     y0: Tensor,
@@ -155,22 +179,12 @@ def odeint(
         RuntimeError: the integrator failed (scipy's status message, or step size underflow).
         FloatingPointError: ``func`` returned NaN or inf and the integrator could not recover.
     """
-    check_method(backend, method)
-    check_error_norm(error_norm)
-    rtol = check_positive("rtol", rtol)
-    atol = check_positive("atol", atol)
+    rtol, atol = check_options(backend, method, rtol, atol, ode_dtype, error_norm)
     t0, t1 = float(t0), float(t1)
     if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
         raise ValueError(f"the time span must be finite with t0 != t1, got t0={t0}, t1={t1}")
     if not isinstance(y0, Tensor) or not y0.is_floating_point():
         raise TypeError("y0 must be a floating-point torch.Tensor")
-    if backend == "scipy":
-        if ode_dtype not in (None, torch.float64):
-            raise ValueError(f"the scipy backend integrates in float64, got ode_dtype={ode_dtype}")
-    elif ode_dtype is not None and not (
-        isinstance(ode_dtype, torch.dtype) and ode_dtype.is_floating_point
-    ):
-        raise TypeError(f"ode_dtype must be a floating torch.dtype or None, got {ode_dtype!r}")
 
     lo, hi = min(t0, t1), max(t0, t1)
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_batched, check_finite, check_int, check_positive
-from ._ode import check_error_norm, check_method, odeint
+from ._ode import check_options, odeint
 from .sde.base import SDE, check_sde
 from .sde.reverse import Score
 from .solvers.base import CountingScore
@@ -222,9 +222,7 @@ def log_likelihood(
     if noise not in NOISES:
         raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
     n_probes = check_int("n_probes", n_probes, minimum=1)
-    check_method(backend, method)
-    check_error_norm(error_norm)
-    rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
+    check_options(backend, method, rtol, atol, ode_dtype, error_norm)  # before drawing probes
     eps = _check_eps(eps, sde)
     if prior_logp is not None and not callable(prior_logp):
         raise TypeError(f"prior_logp must be callable as prior_logp(z), got {prior_logp!r}")
@@ -331,10 +329,7 @@ def _flow(
 ):
     check_sde(sde)
     x = _check_data(x, name)
-    check_method(backend, method)
-    check_error_norm(error_norm)
-    rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
-    eps = _check_eps(eps, sde)
+    eps = _check_eps(eps, sde)  # the integrator options are checked by odeint
     counting = CountingScore(score)
     t0, t1 = (eps, sde.T) if forward else (sde.T, eps)
     sol = integrate_probability_flow(

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_positive
-from .._ode import OdeSolution, check_error_norm, check_method, odeint
+from .._ode import OdeSolution, check_options, odeint
 from ..sde.base import SDE, check_sde
 from ..sde.reverse import Score
 from .base import AdaptiveResult, AdaptiveSolver, CountingScore
@@ -116,14 +115,9 @@ class ProbabilityFlowODE(AdaptiveSolver):
     stochastic = False  # class attribute (not a field): the ODE draws no random numbers
 
     def __post_init__(self) -> None:
-        check_method(self.backend, self.method)
-        check_error_norm(self.error_norm)
-        check_positive("rtol", self.rtol)
-        check_positive("atol", self.atol)
-        if self.backend == "scipy" and self.ode_dtype not in (None, torch.float64):
-            raise ValueError(
-                f"the scipy backend integrates in float64, got ode_dtype={self.ode_dtype}"
-            )
+        check_options(
+            self.backend, self.method, self.rtol, self.atol, self.ode_dtype, self.error_norm
+        )
 
     def solve(
         self,
