@@ -376,7 +376,8 @@ def dopri5(
     nfev = 1
     h_abs = _initial_step(func, t0, y0, f, t1, rtol, atol, per_sample)
     nfev += 1
-    times, states = ([t0], [y0.clone()]) if return_trajectory else (None, None)
+    # no copies: every state is a fresh tensor that is never written to, and stack copies
+    times, states = ([t0], [y0]) if return_trajectory else (None, None)
     steps = 0
     while direction * (t1 - t) > 0:
         min_step = 10 * abs(math.nextafter(t, direction * math.inf) - t)
@@ -425,7 +426,7 @@ def dopri5(
         steps += 1
         if return_trajectory:
             times.append(t)
-            states.append(y.clone())
+            states.append(y)
     traj = torch.stack(states) if return_trajectory else None
     return OdeSolution(y=y, nfev=nfev, steps=steps, times=times, trajectory=traj)
 
