@@ -258,7 +258,6 @@ def _scipy(func, y0, t0, t1, method, rtol, atol, return_trajectory, bar) -> OdeS
     times, states = ([t0], [y_np.copy()]) if return_trajectory else (None, None)
     steps = 0
     while solver.status == "running":
-        t_prev = solver.t
         message = solver.step()
         if solver.status == "failed":
             text = f"scipy {getattr(cls, '__name__', cls)} failed at t={solver.t:.6g}: {message}"
@@ -270,8 +269,7 @@ def _scipy(func, y0, t0, t1, method, rtol, atol, return_trajectory, bar) -> OdeS
         if return_trajectory:
             times.append(float(solver.t))
             states.append(solver.y.copy())
-        if bar is not None:
-            bar.update(abs(solver.t - t_prev))
+        _advance(bar, abs(solver.t - t0))
     y = solver.y
     if not np.isfinite(y).all():
         raise FloatingPointError(f"the ODE solution is NaN/inf at t={t1}")
@@ -420,8 +418,7 @@ def dopri5(
                 else _MIN_FACTOR
             )
             rejected = True
-        if bar is not None:
-            bar.update(abs(t_new - t))
+        _advance(bar, abs(t_new - t0))
         t, y, f = t_new, y_new, f_new
         steps += 1
         if return_trajectory:
@@ -437,3 +434,11 @@ def _progress_bar(progress: bool, total: float, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="t", bar_format="{l_bar}{bar}| t {n:.3g}/{total:.3g}")
+
+
+def _advance(bar, done: float) -> None:
+    """Move the bar to ``done`` = $|t - t_0|$. Set, not summed: a running sum of the steps
+    overshoots the total by rounding, and tqdm warns when it does."""
+    if bar is not None:
+        bar.n = done
+        bar.update(0)  # displays, throttled like any update
