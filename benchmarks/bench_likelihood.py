@@ -55,10 +55,7 @@ class Timed:
             self.seconds += time.perf_counter() - t0
 
 
-ERROR_NORM = "sample"
-
-
-def run(sde, mix, x, backend, divergence, seed=0):
+def run(sde, mix, x, backend, divergence, error_norm, seed=0):
     score = Timed(mix.score(sde))
     originals = lk.exact_divergence, lk.hutchinson_divergence
     rhs = {name: Timed(f) for name, f in zip(("exact", "hutchinson"), originals, strict=True)}
@@ -75,7 +72,7 @@ def run(sde, mix, x, backend, divergence, seed=0):
             atol=1e-5,
             prior_logp=lambda z: mix.marginal_log_prob(sde, z, sde.T),
             generator=torch.Generator().manual_seed(seed),
-            error_norm=ERROR_NORM,
+            error_norm=error_norm,
         )
         wall = time.perf_counter() - t0
     finally:
@@ -83,10 +80,10 @@ def run(sde, mix, x, backend, divergence, seed=0):
     return res, wall, score.seconds / wall, rhs[divergence].seconds / wall
 
 
-def part1(batch: int, dims: list[int], repeats: int) -> None:
+def part1(batch: int, dims: list[int], repeats: int, error_norm: str) -> None:
     sde = VPSDE()
     print(
-        f"Part 1: B = {batch}, rtol = atol = 1e-5, error_norm={ERROR_NORM!r}, VP, float32 model, "
+        f"Part 1: B = {batch}, rtol = atol = 1e-5, error_norm={error_norm!r}, VP, float32 model, "
         f"median of {repeats}"
     )
     head = (
@@ -103,7 +100,7 @@ def part1(batch: int, dims: list[int], repeats: int) -> None:
             last = {}
             for _ in range(repeats):
                 for backend in ("scipy", "torch"):  # alternate: same machine state for both
-                    res, wall, fwd, rhs = run(sde, mix, x, backend, divergence)
+                    res, wall, fwd, rhs = run(sde, mix, x, backend, divergence, error_norm)
                     walls[backend].append(wall)
                     last[backend] = (res, fwd, rhs)
             ratio = statistics.median(
@@ -121,7 +118,7 @@ def part1(batch: int, dims: list[int], repeats: int) -> None:
                 )
 
 
-def part2(batch: int, dims: list[int], target: float) -> None:
+def part2(batch: int, dims: list[int], target: float, error_norm: str) -> None:
     sde = VPSDE()
     print(f"\nPart 2: torch backend, B = {batch}: exact vs Hutchinson (1 Rademacher probe)")
     print(
@@ -131,8 +128,8 @@ def part2(batch: int, dims: list[int], target: float) -> None:
     for d in dims:
         mix = mixture(d)
         x = mix.sample(batch, generator=torch.Generator().manual_seed(1))
-        ex, t_ex, _, _ = run(sde, mix, x, "torch", "exact")
-        hu, t_hu, _, _ = run(sde, mix, x, "torch", "hutchinson")
+        ex, t_ex, _, _ = run(sde, mix, x, "torch", "exact", error_norm)
+        hu, t_hu, _, _ = run(sde, mix, x, "torch", "hutchinson", error_norm)
         sd1 = (hu.logp - ex.logp).std().item()
         k = math.ceil((sd1 / target) ** 2)
         print(
@@ -152,13 +149,11 @@ def main() -> None:
     p.add_argument("--error-norm", choices=["sample", "batch"], default="sample")
     p.add_argument("--skip-sweep", action="store_true", help="only part 1")
     a = p.parse_args()
-    global ERROR_NORM
-    ERROR_NORM = a.error_norm
     torch.set_num_threads(a.threads)
     print(f"sdelab {sdelab.__version__}, torch {torch.__version__}, threads {a.threads}")
-    part1(a.batch, a.dims, a.repeats)
+    part1(a.batch, a.dims, a.repeats, a.error_norm)
     if not a.skip_sweep:
-        part2(a.batch, a.sweep, a.target)
+        part2(a.batch, a.sweep, a.target, a.error_norm)
 
 
 if __name__ == "__main__":
