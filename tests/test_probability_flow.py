@@ -224,6 +224,7 @@ def test_probability_flow_is_deterministic_and_ignores_steps():
     assert torch.equal(b.trajectory[0], z)
 
 
+@pytest.mark.filterwarnings("error")  # tqdm warns when the bar overshoots its total
 def test_progress_bar_and_span(capsys):
     sde, mix = VESDE(), mixture(2)
     seen = []
@@ -284,6 +285,7 @@ def test_probability_flow_solver_is_a_frozen_value():
         ({"backend": "gpu"}, ValueError, "backend"),
         ({"error_norm": "l1"}, ValueError, "error_norm"),
         ({"ode_dtype": torch.float32}, ValueError, "ode_dtype"),
+        ({"backend": "torch", "ode_dtype": torch.int32}, TypeError, "ode_dtype"),
     ],
 )
 def test_probability_flow_bad_options(kwargs, exc, match):
