@@ -92,7 +92,7 @@ def check_error_norm(error_norm: str) -> str:
     return error_norm
 
 
-def check_method(backend: str, method) -> None:
+def check_method(backend: str, method: str | type) -> None:
     """Raise unless ``backend`` is known and ``method`` is one of its integrators."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
