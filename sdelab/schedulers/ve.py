@@ -105,7 +105,7 @@ class ScoreSdeVeScheduler(ConfigMixin):
         self.timesteps: Tensor | None = None
         self.sigmas: Tensor | None = None
         self.discrete_sigmas: Tensor | None = None
-        self.set_sigmas(num_train_timesteps, sigma_min, sigma_max, sampling_eps)
+        self.set_sigmas(num_train_timesteps)
 
     # --- grids ----------------------------------------------------------------------------
     def scale_model_input(self, sample: Tensor, timestep: int | None = None) -> Tensor:
@@ -138,8 +138,8 @@ class ScoreSdeVeScheduler(ConfigMixin):
         sigma_max: float | None = None,
         sampling_eps: float | None = None,
     ) -> None:
-        r"""Set ``sigmas`` ($\sigma(t)$ at each timestep) and the table ``discrete_sigmas``
-        ($\sigma(i/(n-1))$, $n$ = ``num_inference_steps``) from `VESDE.sigma`.
+        r"""Set ``sigmas`` ($\sigma(t)$ at each timestep, from `VESDE.sigma`) and the table
+        ``discrete_sigmas`` ($\sigma(i/(n-1))$, $n$ = ``num_inference_steps``).
 
         ``sigma_min`` / ``sigma_max`` override the config's for these tables only (the config
         and ``self.sde`` keep theirs). ``sampling_eps`` is used only when ``timesteps`` is not
