@@ -90,11 +90,14 @@ def test_ve_tables_match_diffusers(kw, n):
     d, s = ve_pair(kw, n)
     assert torch.equal(d.timesteps, s.timesteps)
     assert torch.equal(d.discrete_sigmas, s.discrete_sigmas)
-    # sigmas: VESDE.sigma rounded to float32; diffusers' float32 power is off by <= 1 ulp
-    ulp = torch.from_numpy(np.spacing(d.sigmas.numpy()))
-    assert ((d.sigmas - s.sigmas).abs() <= ulp).all()
+    # sigmas: VESDE.sigma in float32, one time at a time, is diffusers' number bit for bit
+    # (n = 37 and 300 are longer than a SIMD block: evaluated as a vector, ~2% would differ) ...
+    assert s.sigmas.dtype == torch.float32 and torch.equal(d.sigmas, s.sigmas)
+    # ... and within 2 float32 ulp of sigma(t) in float64 (the power and the product by sigma_min
+    # each round once)
     exact = s.sde.sigma(s.timesteps.double())
-    assert torch.equal(s.sigmas, exact.float())
+    ulp = torch.from_numpy(np.spacing(exact.float().numpy())).double()
+    assert ((s.sigmas.double() - exact).abs() <= 2 * ulp).all()
     assert s.init_noise_sigma == d.init_noise_sigma and len(s) == len(d)
     assert {k: v for k, v in d.config.items() if not k.startswith("_")} == dict(s.config)
 
@@ -322,20 +325,6 @@ def tiny_unet():
     return unet.eval()
 
 
-def _with_sdelab_sigmas(kw):
-    """diffusers' scheduler whose `sigmas` (the model's conditioning) are sdelab's values."""
-
-    class Patched(DVe):
-        def set_sigmas(self, n, *args, **kwargs):
-            super().set_sigmas(n, *args, **kwargs)
-            ours = SVe(**kw)
-            ours.set_timesteps(n)
-            ours.set_sigmas(n)
-            self.sigmas = ours.sigmas
-
-    return Patched(**kw)
-
-
 @pytest.mark.parametrize(
     "kw", [{"sigma_max": 1.0}, {"sigma_max": 5.0, "snr": 0.3, "correct_steps": 2}]
 )
@@ -349,13 +338,7 @@ def test_ve_pipeline_images_equal_diffusers(tiny_unet, kw):
     theirs = d(**run, generator=gen(3), output_type="np").images
     assert mine.shape == theirs.shape == (2, 8, 8, 3) and mine.dtype == theirs.dtype
     assert 0 < ((mine > 0) & (mine < 1)).mean()  # not all clamped: the comparison means something
-    # the model is conditioned on sigmas, which differ from diffusers' by <= 1 float32 ulp ...
-    np.testing.assert_allclose(mine, theirs, rtol=0, atol=2e-6)
-    # ... and with diffusers given the same sigma values, every number is identical
-    d = DPipe(unet=tiny_unet, scheduler=_with_sdelab_sigmas(kw))
-    d.set_progress_bar_config(disable=True)
-    theirs_exact = d(**run, generator=gen(3), output_type="np").images
-    assert np.array_equal(mine, theirs_exact)
+    assert np.array_equal(mine, theirs)  # every number identical
     pil = ours(**run, generator=gen(3)).images
     theirs_pil = d(**run, generator=gen(3)).images
     assert [im.mode for im in pil] == ["RGB", "RGB"] and pil[0].size == (8, 8)

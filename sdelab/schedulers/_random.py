@@ -40,11 +40,10 @@ def randn(
     dtype: torch.dtype | None,
 ) -> Tensor:
     """$z \\sim \\mathcal N(0, I)$ of ``shape`` on ``device`` (CPU when None), drawn on the
-    generator's device."""
+    generator's device; ``generator`` has passed `check_generator` for ``shape[0]``."""
     device = torch.device(device) if device is not None else torch.device("cpu")
     shape = tuple(shape)
     if isinstance(generator, list | tuple):
-        check_generator(generator, shape[0])
         if len(generator) == 1:
             generator = generator[0]
         else:

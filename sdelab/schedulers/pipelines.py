@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import _short, check_int
+from .._checks import _short, check_int, check_positive
 from ._outputs import ImagePipelineOutput
 from ._random import Generator, check_generator, randn
 from .ve import ScoreSdeVeScheduler
@@ -162,13 +162,20 @@ class _ScoreSdePipeline:
             check_int("sample_size", w),
         )
 
-    def _check_call(self, batch_size, num_inference_steps, generator, output_type):
+    def _start(self, batch_size, num_inference_steps, generator, output_type) -> Tensor:
+        r"""Check the call's arguments, set the scheduler's timesteps on the model's device and
+        draw the first sample from the prior $\mathcal N(0, \sigma_{\text{init}}^2 I)$ (on the
+        CPU unless the generator lives elsewhere, as in diffusers)."""
         batch_size = check_int("batch_size", batch_size)
         check_int("num_inference_steps", num_inference_steps)
         check_generator(generator, batch_size)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-        return (batch_size, *self.image_shape())
+        shape = (batch_size, *self.image_shape())
+        sched, device = self.scheduler, self.device
+        sample = randn(shape, generator, None, self.dtype) * sched.init_noise_sigma
+        sched.set_timesteps(num_inference_steps, device=device)
+        return sample.to(device)
 
     def _finish(self, x_mean: Tensor, output_type: str, return_dict: bool):
         images = to_images(x_mean, output_type)
@@ -219,13 +226,10 @@ class ScoreSdeVePipeline(_ScoreSdePipeline):
                 [0, 1]) or ``"latent"`` (the final sample, unclamped).
             return_dict: return `ImagePipelineOutput` (else the tuple ``(images,)``).
         """
-        shape = self._check_call(batch_size, num_inference_steps, generator, output_type)
-        sched, device = self.scheduler, self.device
-        sample = randn(shape, generator, None, self.dtype) * sched.init_noise_sigma
-        sample = sample.to(device)
-        sched.set_timesteps(num_inference_steps, device=device)
+        sample = self._start(batch_size, num_inference_steps, generator, output_type)
+        sched = self.scheduler
         sched.set_sigmas(num_inference_steps)
-        ones = torch.ones(shape[0], device=device)
+        ones = torch.ones(sample.shape[0], device=sample.device)
         mean = sample
         for i, t in enumerate(self.progress_bar(sched.timesteps)):
             sigma = sched.sigmas[i] * ones
@@ -271,8 +275,6 @@ class ScoreSdeVpPipeline(_ScoreSdePipeline):
         centered: bool = False,
     ) -> None:
         super().__init__(unet, scheduler, sample_size=sample_size, in_channels=in_channels)
-        from .._checks import check_positive
-
         self.time_scale = check_positive("time_scale", time_scale)
         self.centered = bool(centered)
 
@@ -287,12 +289,9 @@ class ScoreSdeVpPipeline(_ScoreSdePipeline):
     ) -> ImagePipelineOutput | tuple:
         """Generate ``batch_size`` images with ``num_inference_steps`` steps (arguments as for
         `ScoreSdeVePipeline.__call__`)."""
-        shape = self._check_call(batch_size, num_inference_steps, generator, output_type)
-        sched, device = self.scheduler, self.device
-        sample = randn(shape, generator, None, self.dtype) * sched.init_noise_sigma
-        sample = sample.to(device)
-        sched.set_timesteps(num_inference_steps, device=device)
-        ones = torch.ones(shape[0], device=device, dtype=sample.dtype)
+        sample = self._start(batch_size, num_inference_steps, generator, output_type)
+        sched = self.scheduler
+        ones = torch.ones(sample.shape[0], device=sample.device, dtype=sample.dtype)
         mean = sample
         for t in self.progress_bar(sched.timesteps):
             tb = t * ones
