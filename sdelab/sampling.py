@@ -18,7 +18,7 @@ from torch import Tensor
 
 from . import _tmath as tm
 from ._checks import check_int, check_positive
-from .sde.base import SDE, LinearSDE, _check_shape, check_sde
+from .sde.base import SDE, _check_shape, check_linear_sde, check_sde
 from .sde.reverse import Score
 from .solvers.base import AdaptiveSolver, CountingScore, Solver
 from .solvers.pc import as_pc
@@ -65,11 +65,7 @@ def tweedie_denoise(sde: SDE, score: Score, x: Tensor, t: float) -> Tensor:
 
     One score evaluation. Needs a `LinearSDE` (Gaussian perturbation kernel).
     """
-    if not isinstance(sde, LinearSDE):
-        raise TypeError(
-            "denoise=True needs a linear SDE with a Gaussian perturbation kernel "
-            f"(LinearSDE: VP, sub-VP, VE), got {type(sde).__name__}"
-        )
+    check_linear_sde(sde, "denoise=True", "Gaussian perturbation kernel")
     std = sde.std(t)
     return (x + tm.bcast(std * std, x) * score(x, t)) / tm.bcast(sde.mean_coeff(t), x)
 

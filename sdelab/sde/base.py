@@ -22,7 +22,7 @@ from torch import Tensor
 from .. import _tmath as tm
 from .._checks import Time, check_batched, check_int, check_positive, check_time, check_time_like
 
-__all__ = ["SDE", "ItoSDE", "LinearSDE", "check_sde"]
+__all__ = ["SDE", "ItoSDE", "LinearSDE", "check_linear_sde", "check_sde"]
 
 
 class ItoSDE(abc.ABC):
@@ -267,6 +267,17 @@ def check_sde(sde: object, name: str = "sde") -> SDE:
         f"{name} must be a forward sdelab SDE (VPSDE, SubVPSDE, VESDE, ...), got "
         f"{type(sde).__name__}"
     )
+
+
+def check_linear_sde(sde: object, who: str, uses: str) -> LinearSDE:
+    """Raise unless ``sde`` is a `LinearSDE`; ``who`` names what needs it and ``uses`` what
+    it takes from it (the message names both and the type that was given)."""
+    if not isinstance(sde, LinearSDE):
+        raise TypeError(
+            f"{who} needs a linear SDE (LinearSDE: VPSDE, SubVPSDE, VESDE, OrnsteinUhlenbeck) "
+            f"for its {uses}, got {type(sde).__name__}"
+        )
+    return sde
 
 
 def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .. import _tmath as tm
 from .._checks import check_int, check_positive
-from ..sde.base import SDE, LinearSDE
+from ..sde.base import SDE, LinearSDE, check_linear_sde
 from .pc import Corrector, gaussian_noise
 
 __all__ = ["AnnealedLangevin", "Langevin", "langevin_step", "step_scale"]
@@ -113,11 +113,7 @@ class AnnealedLangevin(Corrector):
     def update(
         self, sde: SDE, score, x: Tensor, t: float, dt: float, generator: torch.Generator | None
     ) -> Tensor:
-        if not isinstance(sde, LinearSDE):
-            raise TypeError(
-                "AnnealedLangevin needs a linear SDE (its step uses the marginal std), got "
-                f"{type(sde).__name__}"
-            )
+        check_linear_sde(sde, "AnnealedLangevin", "marginal std (the step size)")
         s = score(x, t)
         step = 2.0 * step_scale(sde, t, dt) * (self.snr * sde.std(t)) ** 2
         return langevin_step(x, s, gaussian_noise(x, generator), step)
