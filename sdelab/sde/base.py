@@ -150,16 +150,11 @@ class SDE(ItoSDE):
     def reverse(self, score, probability_flow: bool = False):
         r"""The reverse-time SDE (eq. 6) or the probability-flow ODE (eq. 13) for ``score``.
 
-        See `sdelab.sde.ReverseSDE`. The last one made is reused for the same ``score``
-        object and flag (predictors call this once per step).
+        See `sdelab.sde.ReverseSDE`.
         """
         from .reverse import ReverseSDE
 
-        last = getattr(self, "_last_reverse", None)
-        if last is not None and last.score is score and last.probability_flow == probability_flow:
-            return last
-        self._last_reverse = ReverseSDE(self, score, probability_flow=probability_flow)
-        return self._last_reverse
+        return ReverseSDE(self, score, probability_flow=probability_flow)
 
     # --- helpers --------------------------------------------------------------------------
     def _check_dt(self, t: Time, dt: float | None) -> float:
