@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from . import _tmath as tm
-from ._checks import check_int, check_positive
-from .sde.base import SDE, _check_shape, check_linear_sde, check_sde
+from ._checks import check_int, check_positive, check_shape
+from .sde.base import SDE, check_linear_sde, check_sde
 from .sde.reverse import Score
 from .solvers.base import AdaptiveSolver, CountingScore, Solver
 from .solvers.pc import as_pc
@@ -141,7 +141,7 @@ def sample(
             "AncestralSampling(), Langevin(), AnnealedLangevin(), PC(...), or an adaptive "
             f"solver), got {solver!r}"
         )
-    shape = _check_shape(shape)
+    shape = check_shape(shape)
     eps = check_positive("eps", eps)
     if not eps < sde.T:
         raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")

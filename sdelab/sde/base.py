@@ -13,14 +13,21 @@ from __future__ import annotations
 
 import abc
 import math
-import operator
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from .. import _tmath as tm
-from .._checks import Time, check_batched, check_int, check_positive, check_time, check_time_like
+from .._checks import (
+    Time,
+    check_batched,
+    check_int,
+    check_positive,
+    check_shape,
+    check_time,
+    check_time_like,
+)
 
 __all__ = ["SDE", "ItoSDE", "LinearSDE", "check_linear_sde", "check_sde"]
 
@@ -122,7 +129,7 @@ class SDE(ItoSDE):
         ``device`` defaults to the generator's device (else the default device), ``dtype`` to
         torch's default dtype.
         """
-        shape = _check_shape(shape)
+        shape = check_shape(shape)
         if device is None and generator is not None:
             device = generator.device
         z = torch.randn(shape, generator=generator, device=device, dtype=dtype)
@@ -273,15 +280,3 @@ def check_linear_sde(sde: object, who: str, uses: str) -> LinearSDE:
             f"for its {uses}, got {type(sde).__name__}"
         )
     return sde
-
-
-def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
-    if isinstance(shape, int):
-        shape = (shape,)
-    try:
-        shape = tuple(operator.index(s) for s in shape)  # ints only: no silent int(2.7) or int("3")
-    except TypeError:
-        raise TypeError(f"shape must be a sequence of ints, got {shape!r}") from None
-    if len(shape) < 1 or any(s < 1 for s in shape):
-        raise ValueError(f"shape must be (B, ...) with every size >= 1, got {shape!r}")
-    return shape
