@@ -219,19 +219,14 @@ def _run_grid(sde, score, pc, x, eps, steps, generator, progress, return_traject
 
 def _check_finite(score: CountingScore, x: Tensor, step_ends) -> None:
     """One host synchronisation at the end: report the first non-finite score output."""
-    k = score.first_nonfinite()
-    if k:
-        where = ""
-        if step_ends is not None:
-            i = bisect.bisect_left(step_ends, k)
-            where = (
-                f" (in sampler step {i + 1} of {len(step_ends)})"
-                if i < len(step_ends)
-                else " (in the final denoising step)"
-            )
-        raise FloatingPointError(
-            f"score(x, t) returned NaN or inf, first at score evaluation {k} of {score.nfe}{where}"
-        )
+
+    def where(k: int) -> str:
+        i = bisect.bisect_left(step_ends, k)
+        if i < len(step_ends):
+            return f" (in sampler step {i + 1} of {len(step_ends)})"
+        return " (in the final denoising step)"
+
+    score.check(where if step_ends is not None else None)
     if not bool(torch.isfinite(x).all()):
         raise FloatingPointError(
             "the samples contain NaN or inf although every score evaluation was finite: the "
