@@ -8,6 +8,8 @@ floats for times on their fixed grids.
 from __future__ import annotations
 
 import math
+import operator
+from collections.abc import Sequence
 from numbers import Real
 
 import torch
@@ -130,3 +132,17 @@ def check_like(name: str, out: object, x: Tensor) -> Tensor:
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"{name} must return a tensor shaped like x {tuple(x.shape)}, got {got}")
     return out
+
+
+def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """Return ``shape`` as a tuple of ints ``(B, ...)`` with every size >= 1 (an int ``B``
+    means ``(B,)``), raising unless it is one."""
+    if isinstance(shape, int):
+        shape = (shape,)
+    try:
+        shape = tuple(operator.index(s) for s in shape)  # ints only: no silent int(2.7) or int("3")
+    except TypeError:
+        raise TypeError(f"shape must be a sequence of ints, got {shape!r}") from None
+    if len(shape) < 1 or any(s < 1 for s in shape):
+        raise ValueError(f"shape must be (B, ...) with every size >= 1, got {shape!r}")
+    return shape

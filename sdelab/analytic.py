@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ._checks import Time, check_batched, check_int, check_time_like
-from .sde.base import SDE, LinearSDE
+from .sde.base import SDE, check_linear_sde
 
 __all__ = ["GaussianMixture", "MixtureScore"]
 
@@ -176,7 +176,7 @@ class GaussianMixture:
     def score(self, sde: SDE) -> MixtureScore:
         r"""The exact score $s(x, t) = \nabla_x \log p_t(x)$ of this mixture under ``sde``, as a
         callable ``score(x, t)`` for `sdelab.sample` and `sdelab.log_likelihood`."""
-        self._check_sde(sde)
+        check_linear_sde(sde, "the mixture oracle", "Gaussian perturbation kernel")
         return MixtureScore(self, sde)
 
     # --- internals ----------------------------------------------------------------------------
@@ -190,16 +190,8 @@ class GaussianMixture:
             )
         return xf
 
-    @staticmethod
-    def _check_sde(sde: SDE) -> None:
-        if not isinstance(sde, LinearSDE):
-            raise TypeError(
-                "the mixture oracle needs a linear SDE (VPSDE, SubVPSDE, VESDE, "
-                f"OrnsteinUhlenbeck), got {type(sde).__name__}"
-            )
-
     def _coeffs(self, sde: SDE, x: Tensor, t: Time):
-        self._check_sde(sde)
+        check_linear_sde(sde, "the mixture oracle", "Gaussian perturbation kernel")
         t = check_time_like(x, t, sde.T)
         m, std = sde.mean_coeff(t), sde.std(t)
         if isinstance(t, Tensor) and t.ndim == 1:  # per-sample times: (B, 1, 1)

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from . import _tmath as tm
-from ._checks import check_int, check_positive
-from .sde.base import SDE, LinearSDE, _check_shape, check_sde
+from ._checks import check_int, check_positive, check_shape
+from .sde.base import SDE, check_linear_sde, check_sde
 from .sde.reverse import Score
 from .solvers.base import AdaptiveSolver, CountingScore, Solver
 from .solvers.pc import as_pc
@@ -65,11 +65,7 @@ def tweedie_denoise(sde: SDE, score: Score, x: Tensor, t: float) -> Tensor:
 
     One score evaluation. Needs a `LinearSDE` (Gaussian perturbation kernel).
     """
-    if not isinstance(sde, LinearSDE):
-        raise TypeError(
-            "denoise=True needs a linear SDE with a Gaussian perturbation kernel "
-            f"(LinearSDE: VP, sub-VP, VE), got {type(sde).__name__}"
-        )
+    check_linear_sde(sde, "denoise=True", "Gaussian perturbation kernel")
     std = sde.std(t)
     return (x + tm.bcast(std * std, x) * score(x, t)) / tm.bcast(sde.mean_coeff(t), x)
 
@@ -145,7 +141,7 @@ def sample(
             "AncestralSampling(), Langevin(), AnnealedLangevin(), PC(...), or an adaptive "
             f"solver), got {solver!r}"
         )
-    shape = _check_shape(shape)
+    shape = check_shape(shape)
     eps = check_positive("eps", eps)
     if not eps < sde.T:
         raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")
@@ -223,19 +219,14 @@ def _run_grid(sde, score, pc, x, eps, steps, generator, progress, return_traject
 
 def _check_finite(score: CountingScore, x: Tensor, step_ends) -> None:
     """One host synchronisation at the end: report the first non-finite score output."""
-    k = score.first_nonfinite()
-    if k:
-        where = ""
-        if step_ends is not None:
-            i = bisect.bisect_left(step_ends, k)
-            where = (
-                f" (in sampler step {i + 1} of {len(step_ends)})"
-                if i < len(step_ends)
-                else " (in the final denoising step)"
-            )
-        raise FloatingPointError(
-            f"score(x, t) returned NaN or inf, first at score evaluation {k} of {score.nfe}{where}"
-        )
+
+    def where(k: int) -> str:
+        i = bisect.bisect_left(step_ends, k)
+        if i < len(step_ends):
+            return f" (in sampler step {i + 1} of {len(step_ends)})"
+        return " (in the final denoising step)"
+
+    score.check(where if step_ends is not None else None)
     if not bool(torch.isfinite(x).all()):
         raise FloatingPointError(
             "the samples contain NaN or inf although every score evaluation was finite: the "

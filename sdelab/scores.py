@@ -13,7 +13,7 @@ from torch import Tensor
 
 from . import _tmath as tm
 from ._checks import Time, check_like, check_time_like
-from .sde.base import SDE
+from .sde.base import SDE, LinearSDE
 
 __all__ = ["NoiseScore", "score_from_noise", "time_batch"]
 
@@ -41,7 +41,10 @@ class NoiseScore:
 
     def __call__(self, x: Tensor, t: Time) -> Tensor:
         t = check_time_like(x, t, self.sde.T)
-        _, std = self.sde.marginal(x, t)
+        if isinstance(self.sde, LinearSDE):  # sigma(t) alone, without forming m(t) x
+            std = self.sde.std(t)
+        else:
+            _, std = self.sde.marginal(x, t)
         eps = self.eps_model(x, time_batch(x, t))
         check_like("eps_model", eps, x)
         return -eps / tm.bcast(std, x)

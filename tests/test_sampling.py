@@ -145,52 +145,32 @@ def test_pc_runs_predictor_first_then_corrector_at_the_new_time():
 
 def test_time_grid_and_trajectory():
     sde = VPSDE()
-    res = sample(
-        sde,
-        GaussianScore(sde),
-        EulerMaruyama(),
-        (16, 2),
-        steps=10,
-        eps=0.05,
-        generator=torch.Generator().manual_seed(0),
-        return_trajectory=True,
-    )
+
+    def run(**kw):
+        g = torch.Generator().manual_seed(0)
+        return sample(
+            sde, GaussianScore(sde), EulerMaruyama(), (16, 2), steps=10, eps=0.05, generator=g, **kw
+        )
+
+    res = run(return_trajectory=True)
     assert res.trajectory.shape == (11, 16, 2) and res.times.shape == (11,)
     assert res.times[0] == 1.0 and res.times[-1] == pytest.approx(0.05)
     assert torch.allclose(res.times.diff(), torch.full((10,), -0.095))
     assert torch.equal(res.trajectory[-1], res.x)
     prior = sde.prior_sample((16, 2), generator=torch.Generator().manual_seed(0))
     assert torch.equal(res.trajectory[0], prior)  # starts from the prior draw
-    plain = sample(
-        sde,
-        GaussianScore(sde),
-        EulerMaruyama(),
-        (16, 2),
-        steps=10,
-        eps=0.05,
-        generator=torch.Generator().manual_seed(0),
-    )
+    plain = run()
     assert plain.trajectory is None and plain.times is None and torch.equal(plain.x, res.x)
 
 
 def test_progress_bar_does_not_change_samples(capsys):
     sde = VESDE()
-    kw = dict(steps=5, generator=None)
-    a = sample(
-        sde,
-        GaussianScore(sde),
-        Langevin(),
-        (8, 2),
-        progress=True,
-        **{**kw, "generator": torch.Generator().manual_seed(3)},
-    )
-    b = sample(
-        sde,
-        GaussianScore(sde),
-        Langevin(),
-        (8, 2),
-        **{**kw, "generator": torch.Generator().manual_seed(3)},
-    )
+
+    def run(**kw):
+        g = torch.Generator().manual_seed(3)
+        return sample(sde, GaussianScore(sde), Langevin(), (8, 2), steps=5, generator=g, **kw)
+
+    a, b = run(progress=True), run()
     assert torch.equal(a.x, b.x)
     assert "5/5" in capsys.readouterr().err
 

@@ -13,16 +13,23 @@ from __future__ import annotations
 
 import abc
 import math
-import operator
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from .. import _tmath as tm
-from .._checks import Time, check_batched, check_int, check_positive, check_time, check_time_like
+from .._checks import (
+    Time,
+    check_batched,
+    check_int,
+    check_positive,
+    check_shape,
+    check_time,
+    check_time_like,
+)
 
-__all__ = ["SDE", "ItoSDE", "LinearSDE", "check_sde"]
+__all__ = ["SDE", "ItoSDE", "LinearSDE", "check_linear_sde", "check_sde"]
 
 
 class ItoSDE(abc.ABC):
@@ -122,7 +129,7 @@ class SDE(ItoSDE):
         ``device`` defaults to the generator's device (else the default device), ``dtype`` to
         torch's default dtype.
         """
-        shape = _check_shape(shape)
+        shape = check_shape(shape)
         if device is None and generator is not None:
             device = generator.device
         z = torch.randn(shape, generator=generator, device=device, dtype=dtype)
@@ -150,16 +157,11 @@ class SDE(ItoSDE):
     def reverse(self, score, probability_flow: bool = False):
         r"""The reverse-time SDE (eq. 6) or the probability-flow ODE (eq. 13) for ``score``.
 
-        See `sdelab.sde.ReverseSDE`. The last one made is reused for the same ``score``
-        object and flag (predictors call this once per step).
+        See `sdelab.sde.ReverseSDE`.
         """
         from .reverse import ReverseSDE
 
-        last = getattr(self, "_last_reverse", None)
-        if last is not None and last.score is score and last.probability_flow == probability_flow:
-            return last
-        self._last_reverse = ReverseSDE(self, score, probability_flow=probability_flow)
-        return self._last_reverse
+        return ReverseSDE(self, score, probability_flow=probability_flow)
 
     # --- helpers --------------------------------------------------------------------------
     def _check_dt(self, t: Time, dt: float | None) -> float:
@@ -269,13 +271,12 @@ def check_sde(sde: object, name: str = "sde") -> SDE:
     )
 
 
-def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
-    if isinstance(shape, int):
-        shape = (shape,)
-    try:
-        shape = tuple(operator.index(s) for s in shape)  # ints only: no silent int(2.7) or int("3")
-    except TypeError:
-        raise TypeError(f"shape must be a sequence of ints, got {shape!r}") from None
-    if len(shape) < 1 or any(s < 1 for s in shape):
-        raise ValueError(f"shape must be (B, ...) with every size >= 1, got {shape!r}")
-    return shape
+def check_linear_sde(sde: object, who: str, uses: str) -> LinearSDE:
+    """Raise unless ``sde`` is a `LinearSDE`; ``who`` names what needs it and ``uses`` what
+    it takes from it (the message names both and the type that was given)."""
+    if not isinstance(sde, LinearSDE):
+        raise TypeError(
+            f"{who} needs a linear SDE (LinearSDE: VPSDE, SubVPSDE, VESDE, OrnsteinUhlenbeck) "
+            f"for its {uses}, got {type(sde).__name__}"
+        )
+    return sde

@@ -11,9 +11,27 @@ from .. import _tmath as tm
 from .._checks import Time, check_like, check_time_like
 from .base import SDE
 
-__all__ = ["ReverseSDE", "Score"]
+__all__ = ["ReverseSDE", "Score", "reverse_drift"]
 
 Score = Callable[[Tensor, Time], Tensor]
+
+
+def reverse_drift(
+    sde: SDE, x: Tensor, t: Time, score: Tensor, probability_flow: bool = False
+) -> Tensor:
+    r"""The drift of the reverse-time SDE (eq. 6) or the probability-flow ODE (eq. 13) in
+    forward-time form, for a score value ``score`` $= s(x, t)$ already evaluated:
+
+    $$ f(x,t) - c\,g(t)^2\,s(x,t), \qquad c = 1 \text{ (SDE)}, \quad c = \tfrac12 \text{ (ODE)}. $$
+
+    The one place the formula is written: `ReverseSDE.drift` and the Euler-Maruyama predictor
+    call it (the predictor per step, without building a `ReverseSDE`).
+    """
+    g2 = sde.diffusion(t) ** 2
+    c = 0.5 if probability_flow else 1.0
+    if isinstance(g2, Tensor):
+        return sde.drift(x, t) - tm.bcast(c * g2, x) * score
+    return torch.sub(sde.drift(x, t), score, alpha=c * g2)  # one kernel for float t
 
 
 class ReverseSDE:
@@ -57,11 +75,7 @@ class ReverseSDE:
         t = check_time_like(x, t, self.T)
         if score is None:
             score = self.score_at(x, t)
-        g2 = self.sde.diffusion(t) ** 2
-        c = 0.5 if self.probability_flow else 1.0
-        if isinstance(g2, Tensor):
-            return self.sde.drift(x, t) - tm.bcast(c * g2, x) * score
-        return torch.sub(self.sde.drift(x, t), score, alpha=c * g2)  # one kernel for float t
+        return reverse_drift(self.sde, x, t, score, self.probability_flow)
 
     def diffusion(self, t: Time) -> Time:
         r"""$g(t)$ for the SDE, $0$ for the probability-flow ODE."""

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .. import _tmath as tm
-from ..sde.base import SDE, LinearSDE
+from ..sde.base import SDE, check_linear_sde
 from .pc import Predictor, gaussian_noise
 
 __all__ = ["AncestralSampling"]
@@ -56,11 +56,7 @@ class AncestralSampling(Predictor):
     def update(
         self, sde: SDE, score, x: Tensor, t: float, dt: float, generator: torch.Generator | None
     ) -> Tensor:
-        if not isinstance(sde, LinearSDE):
-            raise TypeError(
-                "AncestralSampling needs a linear SDE with a Gaussian transition "
-                f"(LinearSDE.transition), got {type(sde).__name__}"
-            )
+        check_linear_sde(sde, "AncestralSampling", "exact one-step law (LinearSDE.transition)")
         alpha, v = sde.transition(t, dt)
         s = score(x, t)
         mean = (x + tm.bcast(v, x) * s) / tm.bcast(alpha, x)

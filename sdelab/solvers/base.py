@@ -16,6 +16,7 @@ hold options, never state, so one solver object can be reused for any SDE, shape
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -109,12 +110,16 @@ class CountingScore:
         first = self.first_bad_call
         return 0 if first is None else int(first)
 
-    def check(self) -> None:
-        """Raise ``FloatingPointError`` if any output was non-finite (one host sync)."""
+    def check(self, where: Callable[[int], str] | None = None) -> None:
+        """Raise ``FloatingPointError`` if any output was non-finite (one host sync).
+
+        ``where(k)``, if given, adds to the message where the bad call ``k`` happened (the
+        sampler names its step)."""
         k = self.first_nonfinite()
         if k:
             raise FloatingPointError(
                 f"score(x, t) returned NaN or inf, first at score evaluation {k} of {self.nfe}"
+                + (where(k) if where is not None else "")
             )
 
 

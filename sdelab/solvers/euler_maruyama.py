@@ -9,6 +9,7 @@ from torch import Tensor
 
 from .. import _tmath as tm
 from ..sde.base import SDE
+from ..sde.reverse import reverse_drift
 from ..sde.simulate import euler_maruyama_step
 from .pc import FlowPredictor, gaussian_noise
 
@@ -39,9 +40,8 @@ class EulerMaruyama(FlowPredictor):
     def update(
         self, sde: SDE, score, x: Tensor, t: float, dt: float, generator: torch.Generator | None
     ) -> Tensor:
-        rsde = sde.reverse(score, probability_flow=self.probability_flow)
-        drift = rsde.drift(x, t)
+        drift = reverse_drift(sde, x, t, score(x, t), self.probability_flow)
         if self.probability_flow:
             return euler_maruyama_step(x, drift, 0.0, -dt, 0.0)
         dw = gaussian_noise(x, generator, tm.sqrt(dt))
-        return euler_maruyama_step(x, drift, tm.bcast(rsde.diffusion(t), x), -dt, dw)
+        return euler_maruyama_step(x, drift, tm.bcast(sde.diffusion(t), x), -dt, dw)

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .. import _tmath as tm
 from .._checks import check_int, check_positive
-from ..sde.base import SDE, LinearSDE
+from ..sde.base import SDE, LinearSDE, check_linear_sde
 from .pc import Corrector, gaussian_noise
 
 __all__ = ["AnnealedLangevin", "Langevin", "langevin_step", "step_scale"]
@@ -35,13 +35,21 @@ def langevin_step(x: Tensor, s: Tensor, z: Tensor, step) -> Tensor:
     return x + step * s + tm.sqrt(2.0 * step) * z
 
 
-def _check_options(snr: float, n_steps: int) -> None:
-    check_positive("snr", snr)
-    check_int("n_steps", n_steps, minimum=1)
+@dataclass(frozen=True)
+class _SNRCorrector(Corrector):
+    """The options both Langevin correctors share: the signal-to-noise ratio and the number
+    of steps per grid time."""
+
+    snr: float = 0.16
+    n_steps: int = 1
+
+    def __post_init__(self) -> None:
+        check_positive("snr", self.snr)
+        check_int("n_steps", self.n_steps, minimum=1)
 
 
 @dataclass(frozen=True)
-class Langevin(Corrector):
+class Langevin(_SNRCorrector):
     r"""The Langevin corrector of Song et al. 2021 (Algorithms 4 and 5, App. G):
 
     $$ x \leftarrow x + \epsilon_i\, s_\theta(x, t) + \sqrt{2\epsilon_i}\, z, \qquad
@@ -65,12 +73,6 @@ class Langevin(Corrector):
         n_steps: corrector steps $M \ge 1$ per grid time.
     """
 
-    snr: float = 0.16
-    n_steps: int = 1
-
-    def __post_init__(self) -> None:
-        _check_options(self.snr, self.n_steps)
-
     def update(
         self, sde: SDE, score, x: Tensor, t: float, dt: float, generator: torch.Generator | None
     ) -> Tensor:
@@ -83,7 +85,7 @@ class Langevin(Corrector):
 
 
 @dataclass(frozen=True)
-class AnnealedLangevin(Corrector):
+class AnnealedLangevin(_SNRCorrector):
     r"""Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1; the reference code's
     ``AnnealedLangevinDynamics``): the same Langevin step, with the step size set by the noise
     level instead of measured norms,
@@ -104,20 +106,10 @@ class AnnealedLangevin(Corrector):
         n_steps: corrector steps $M \ge 1$ per grid time.
     """
 
-    snr: float = 0.16
-    n_steps: int = 1
-
-    def __post_init__(self) -> None:
-        _check_options(self.snr, self.n_steps)
-
     def update(
         self, sde: SDE, score, x: Tensor, t: float, dt: float, generator: torch.Generator | None
     ) -> Tensor:
-        if not isinstance(sde, LinearSDE):
-            raise TypeError(
-                "AnnealedLangevin needs a linear SDE (its step uses the marginal std), got "
-                f"{type(sde).__name__}"
-            )
+        check_linear_sde(sde, "AnnealedLangevin", "marginal std (the step size)")
         s = score(x, t)
         step = 2.0 * step_scale(sde, t, dt) * (self.snr * sde.std(t)) ** 2
         return langevin_step(x, s, gaussian_noise(x, generator), step)
