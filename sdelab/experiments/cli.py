@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "compare samplers against the analytic truth: tables, plots, resumable results"
-
 EPILOG = """\
 examples:
   sdelab compare --quick                      # reduced grid, < 30 s

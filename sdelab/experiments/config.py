@@ -300,13 +300,17 @@ def _check_dataset(v: Any, key: str) -> dict:
     return spec
 
 
-def _check_sde(v: Any, key: str) -> dict:
-    if isinstance(v, str):
-        v = {"kind": v}
-    t = _Table(v, key)
+def _kind_table(v: Any, key: str, kinds: dict) -> tuple[_Table, str]:
+    """A ``kind`` name or a table with a ``kind`` among ``kinds``: the table and the kind."""
+    t = _Table({"kind": v} if isinstance(v, str) else v, key)
     kind = t.get("kind", _STR)
-    if kind not in SDE_KINDS:
-        raise ConfigError(f"{t.key('kind')} = {kind!r}; expected one of {', '.join(SDE_KINDS)}")
+    if kind not in kinds:
+        raise ConfigError(f"{t.key('kind')} = {kind!r}; expected one of {', '.join(kinds)}")
+    return t, kind
+
+
+def _check_sde(v: Any, key: str) -> dict:
+    t, kind = _kind_table(v, key, SDE_KINDS)
     _, display, params = SDE_KINDS[kind]
     spec: dict = {"kind": kind, "name": t.get("name", _STR, display)}
     for p in params:
@@ -321,12 +325,7 @@ def _check_sde(v: Any, key: str) -> dict:
 
 
 def _check_solver(v: Any, key: str, *, nested: str | None = None) -> dict:
-    if isinstance(v, str):
-        v = {"kind": v}
-    t = _Table(v, key)
-    kind = t.get("kind", _STR)
-    if kind not in SOLVER_KINDS:
-        raise ConfigError(f"{t.key('kind')} = {kind!r}; expected one of {', '.join(SOLVER_KINDS)}")
+    t, kind = _kind_table(v, key, SOLVER_KINDS)
     _, _, options, role = SOLVER_KINDS[kind]
     if nested is not None and role != nested:
         raise ConfigError(f"{t.key('kind')} = {kind!r} is not a {nested}")
