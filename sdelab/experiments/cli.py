@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "compare samplers against the analytic truth: tables, plots, resumable results"
-
 EPILOG = """\
 examples:
   sdelab compare --quick                      # reduced grid, < 30 s
@@ -40,7 +38,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seeds", type=int, nargs="+", metavar="S", help="seeds (override the grid's)")
     p.add_argument("--n-samples", type=int, metavar="N", help="sample size (override the grid's)")
-    p.add_argument("--metric", help="primary metric of tables and plots (default sw2)")
+    p.add_argument(
+        "--metric",
+        help="primary metric of tables and plots (default: the grid's; energy for the "
+        "default and quick presets, sw2 for table1 and custom grids)",
+    )
     p.add_argument(
         "--sde",
         nargs="+",

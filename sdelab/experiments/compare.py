@@ -213,11 +213,10 @@ def compare(
     rows = aggregate(records)
     metric = cfg.metric if any(cfg.metric in r.floor for r in rows) else "sw2"
     sampling, share = score_share(records)
-    summary = summary_table(rows, metric)
-    md = summary_table(rows, metric, markdown=True)
     if cfg.report == "table1":
-        summary = table1(records, metric)
-        md = table1(records, metric, markdown=True)
+        summary, md = table1(records, metric), table1(records, metric, markdown=True)
+    else:
+        summary, md = summary_table(rows, metric), summary_table(rows, metric, markdown=True)
     files = {"results": out / "results.jsonl", "config": out / "config.json"}
     files["summary"] = out / "summary.md"
     files["summary"].write_text(md + "\n")

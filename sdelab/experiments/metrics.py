@@ -108,8 +108,16 @@ def sliced_wasserstein2(x: Tensor, y: Tensor, *, n_projections: int = 128, seed:
     xf, yf = _pair(x, y)
     n_projections = check_int("n_projections", n_projections)
     theta = projections(xf.shape[1], n_projections, seed=seed, device=xf.device, dtype=xf.dtype)
-    a, _ = (xf @ theta).sort(0)
-    b, _ = (yf @ theta).sort(0)
+    return _sw2_sorted(_sorted_projections(xf, theta), _sorted_projections(yf, theta))
+
+
+def _sorted_projections(x: Tensor, theta: Tensor) -> Tensor:
+    """The projections $\theta_p^\top x_i$, each column sorted, shape (n, P)."""
+    return (x @ theta).sort(0).values
+
+
+def _sw2_sorted(a: Tensor, b: Tensor) -> Tensor:
+    """`sliced_wasserstein2` from the sorted projections of both samples."""
     return _w2_sq_sorted(a, b).mean().sqrt()
 
 
@@ -132,9 +140,13 @@ def energy_distance(x: Tensor, y: Tensor) -> Tensor:
     tensor, in the units of the data.
     """
     xf, yf = _pair(x, y)
-    exy = _mean_pairwise_distance(xf, yf)
-    exx = _mean_pairwise_distance(xf, xf)
-    eyy = _mean_pairwise_distance(yf, yf)
+    return _energy(xf, yf, _mean_pairwise_distance(yf, yf))
+
+
+def _energy(x: Tensor, y: Tensor, eyy: Tensor) -> Tensor:
+    """`energy_distance` of flat ``x`` and ``y`` given ``eyy``, the mean distance within ``y``."""
+    exy = _mean_pairwise_distance(x, y)
+    exx = _mean_pairwise_distance(x, x)
     return (2 * exy - exx - eyy).clamp_min(0.0)
 
 
@@ -207,6 +219,12 @@ class Reference:
         self.mixture = mixture
         self.n_projections = check_int("n_projections", n_projections)
         self.seed = seed
+        # what `evaluate` needs of the truth, computed once rather than per sample scored
+        d = self.truth.shape[1]
+        t = self.truth
+        self._theta = projections(d, self.n_projections, seed=seed, device=t.device, dtype=t.dtype)
+        self._truth_sorted = _sorted_projections(t, self._theta)
+        self._truth_eyy = _mean_pairwise_distance(t, t)
         if mixture is not None:
             self.mean = mixture.mean().to(self.truth)
             self.covariance = mixture.covariance().to(self.truth)
@@ -229,8 +247,8 @@ class Reference:
         if not bool(torch.isfinite(xf).all()):
             return dict.fromkeys(self.metric_names)
         vals = [
-            sliced_wasserstein2(xf, self.truth, n_projections=self.n_projections, seed=self.seed),
-            energy_distance(xf, self.truth),
+            _sw2_sorted(_sorted_projections(xf, self._theta), self._truth_sorted),
+            _energy(xf, self.truth, self._truth_eyy),
             mean_error(xf, self.mean),
             covariance_error(xf, self.covariance),
         ]

@@ -287,19 +287,20 @@ def _int_or_none(v) -> int | None:
 
 
 def _iter_todo(
-    todo: list[Cell], progress: bool, total: int, done: int
-) -> Iterator[tuple[Cell, object]]:
+    todo: list[tuple[Cell, str]], progress: bool, total: int, done: int
+) -> Iterator[tuple[tuple[Cell, str], object]]:
+    """The cells to run with their keys, and the progress bar (``None`` without one)."""
     if not progress:
-        for c in todo:
-            yield c, None
+        for item in todo:
+            yield item, None
         return
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, initial=done, desc="sdelab compare", unit="cell", dynamic_ncols=True)
     try:
-        for c in todo:
-            bar.set_postfix_str(c.describe(), refresh=False)
-            yield c, bar
+        for item in todo:
+            bar.set_postfix_str(item[0].describe(), refresh=False)
+            yield item, bar
             bar.update(1)
     finally:
         bar.close()
@@ -342,7 +343,7 @@ def run(
     grid = cells(config, datasets)
     existing = {r["key"]: r for r in load_results(out)}
     keys = [c.key(dev.type) for c in grid]
-    todo = [c for c, k in zip(grid, keys, strict=True) if k not in existing]
+    todo = [(c, k) for c, k in zip(grid, keys, strict=True) if k not in existing]
     problems: dict = {}
     provenance = {
         "sdelab": sdelab.__version__,
@@ -350,7 +351,7 @@ def run(
         "device": str(dev),
         "threads": torch.get_num_threads(),
     }
-    for cell, bar in _iter_todo(todo, progress, len(grid), len(grid) - len(todo)):
+    for (cell, key), bar in _iter_todo(todo, progress, len(grid), len(grid) - len(todo)):
         dkey = json.dumps(cell.dataset, sort_keys=True)
         if dkey not in problems:
             problems = {dkey: {}}  # keep one dataset's truth samples at a time
@@ -359,7 +360,7 @@ def run(
         problem = problems[dkey][cell.seed]
         rec = run_cell(cell, problem, dev)
         record = {
-            "key": cell.key(dev.type),
+            "key": key,
             "dataset": cell.dataset["name"],
             "sde": cell.sde["name"],
             "solver": cell.label,
@@ -372,7 +373,7 @@ def run(
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         _append(path, _json_safe(record))
-        existing[record["key"]] = record
+        existing[key] = record
         if bar is not None and rec["status"] != "ok":
             bar.write(f"  {cell.describe()}: {rec['status']} {rec.get('error', '')}")
     return [existing[k] for k in keys]
