@@ -11,7 +11,7 @@ likelihoods through the probability-flow ODE (`log_likelihood`, `bits_per_dim`, 
 
 from .analytic import GaussianMixture
 from .likelihood import LikelihoodResult, bits_per_dim, decode, dequantize, encode, log_likelihood
-from .sampling import SampleResult, sample
+from .sampling import SampleResult, sample, tweedie_denoise
 from .schedulers import (
     ScoreSdeVePipeline,
     ScoreSdeVeScheduler,
@@ -19,8 +19,18 @@ from .schedulers import (
     ScoreSdeVpScheduler,
     score_from_diffusers_model,
 )
+from .schedules import Karras, QuadraticTime, Schedule, Times, UniformLogSNR, UniformTime, time_grid
 from .scores import score_from_noise
-from .sde import SDE, VESDE, VPSDE, GeometricBrownianMotion, OrnsteinUhlenbeck, SubVPSDE
+from .sde import (
+    SDE,
+    VESDE,
+    VPSDE,
+    DiscreteVPSDE,
+    GeometricBrownianMotion,
+    LinearSDE,
+    OrnsteinUhlenbeck,
+    SubVPSDE,
+)
 from .solvers import (
     PC,
     AncestralSampling,
@@ -41,21 +51,29 @@ __all__ = [
     "VPSDE",
     "AncestralSampling",
     "AnnealedLangevin",
+    "DiscreteVPSDE",
     "EulerMaruyama",
     "GaussianMixture",
     "GeometricBrownianMotion",
+    "Karras",
     "Langevin",
     "LikelihoodResult",
+    "LinearSDE",
     "OrnsteinUhlenbeck",
     "ProbabilityFlowODE",
+    "QuadraticTime",
     "ReverseDiffusion",
     "SampleResult",
+    "Schedule",
     "ScoreSdeVePipeline",
     "ScoreSdeVeScheduler",
     "ScoreSdeVpPipeline",
     "ScoreSdeVpScheduler",
     "SubVPSDE",
+    "Times",
     "TorchSDE",
+    "UniformLogSNR",
+    "UniformTime",
     "bits_per_dim",
     "decode",
     "dequantize",
@@ -64,4 +82,6 @@ __all__ = [
     "sample",
     "score_from_diffusers_model",
     "score_from_noise",
+    "time_grid",
+    "tweedie_denoise",
 ]

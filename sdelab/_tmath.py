@@ -23,6 +23,21 @@ def expm1(v: Num) -> Num:
     return torch.expm1(v) if isinstance(v, Tensor) else math.expm1(v)
 
 
+def log(v: Num) -> Num:
+    return torch.log(v) if isinstance(v, Tensor) else math.log(v)
+
+
+def log1p(v: Num) -> Num:
+    return torch.log1p(v) if isinstance(v, Tensor) else math.log1p(v)
+
+
+def softplus(v: Num) -> Num:
+    r"""$\log(1 + e^v)$, without overflow for large $v$."""
+    if isinstance(v, Tensor):
+        return torch.nn.functional.softplus(v)
+    return v + math.log1p(math.exp(-v)) if v > 0 else math.log1p(math.exp(v))
+
+
 def sqrt(v: Num) -> Num:
     return torch.sqrt(v) if isinstance(v, Tensor) else math.sqrt(v)
 

@@ -18,9 +18,11 @@ from torch import Tensor
 
 from . import _tmath as tm
 from ._checks import check_int, check_positive, check_shape
+from .schedules import Schedule, UniformTime, as_schedule, grid_steps, time_grid
 from .sde.base import SDE, check_linear_sde, check_sde
 from .sde.reverse import Score
 from .solvers.base import AdaptiveSolver, CountingScore, Solver
+from .solvers.grid import Step
 from .solvers.pc import as_pc
 
 __all__ = ["SampleResult", "sample", "time_grid", "tweedie_denoise"]
@@ -49,14 +51,6 @@ class SampleResult:
     trajectory: Tensor | None = None
 
 
-def time_grid(T: float, eps: float, steps: int) -> list[float]:
-    r"""The sampler's grid $t_i = T - i\,\Delta t$, $i = 0, \dots, N$, with
-    $\Delta t = (T - \epsilon)/N$: ``steps + 1`` Python floats from ``T`` down to exactly
-    ``eps``."""
-    dt = (T - eps) / steps
-    return [T - i * dt for i in range(steps)] + [eps]
-
-
 def tweedie_denoise(sde: SDE, score: Score, x: Tensor, t: float) -> Tensor:
     r"""Tweedie's formula (Efron 2011; Song et al. 2021, App. G "denoising"): the posterior
     mean of $x_0$ given $x_t \sim \mathcal N(m(t)\,x_0, \sigma(t)^2 I)$,
@@ -77,6 +71,7 @@ def sample(
     shape: Sequence[int],
     *,
     steps: int | None = None,
+    schedule: str | Schedule = "uniform",
     eps: float = 1e-3,
     denoise: bool = False,
     generator: torch.Generator | None = None,
@@ -89,13 +84,15 @@ def sample(
     $\epsilon$ (Song et al. 2021, Sec. 4).
 
     The state starts as $x_T \sim p_T$ (`SDE.prior_sample`). A fixed-grid solver (a
-    `Predictor`, a `Corrector` or `PC`) takes ``steps`` equal steps on the grid
+    `Predictor`, a `Corrector`, `PC` or a fast sampler such as `DPMSolver`) takes ``steps``
+    steps on the grid of ``schedule`` (`time_grid`), by default equal steps in time,
 
     $$ t_i = T - i\,\Delta t, \quad i = 0, \dots, N, \qquad \Delta t = \frac{T - \epsilon}{N},
-       \quad N = \texttt{steps}, $$
+       \quad N = \texttt{steps}; $$
 
-    (`time_grid`); step $i$ runs the predictor from $t_i$ to $t_{i+1}$ and then the corrector
+    step $i$ runs the predictor from $t_i$ to $t_{i+1}$ and then the corrector
     ``n_steps`` times at $t_{i+1}$ (predictor first, as in the paper's algorithms; see `PC`).
+    A solver with memory carries its state from step to step (`GridSolver`).
     Times are handed to the solver as Python floats, so there is no host synchronisation per
     step. An `AdaptiveSolver` integrates the span $[\epsilon, T]$ itself (``steps`` is then its
     optional hint).
@@ -110,7 +107,11 @@ def sample(
         solver: `EulerMaruyama`, `ReverseDiffusion`, `AncestralSampling`, `Langevin`,
             `AnnealedLangevin`, `PC`, or an adaptive solver.
         shape: ``(B, ...)``, the shape of the batch of samples.
-        steps: number of grid steps $N \ge 1$ (default: ``sde.N`` for fixed-grid solvers).
+        steps: number of grid steps $N \ge 1$ (default: ``sde.N`` for fixed-grid solvers; for
+            a `Times` schedule, its own).
+        schedule: the time grid of a fixed-grid solver: ``"uniform"`` (default), ``"logsnr"``,
+            ``"karras"``, ``"quadratic"`` or a `Schedule` value (`UniformTime`,
+            `UniformLogSNR`, `Karras`, `QuadraticTime`, `Times`).
         eps: the final time $\epsilon \in (0, T)$ (scores are singular at $t = 0$).
         denoise: apply the Tweedie denoising step at the end.
         generator: seeds the prior draw and every noise draw (same generator state, same
@@ -145,15 +146,25 @@ def sample(
     eps = check_positive("eps", eps)
     if not eps < sde.T:
         raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")
-    if steps is not None:
-        steps = check_int("steps", steps, minimum=1)
-    counted = CountingScore(score)
-    x = sde.prior_sample(shape, generator=generator, device=device, dtype=dtype)
-
+    sched = as_schedule(schedule)
     pc = as_pc(solver)
     if pc is None:
         if not isinstance(solver, AdaptiveSolver):
             raise TypeError(f"solver {solver!r} is neither a fixed-grid nor an adaptive solver")
+        if not isinstance(sched, UniformTime):
+            raise ValueError(
+                f"schedule={schedule!r} applies to fixed-grid solvers; the adaptive solver "
+                f"{solver!r} chooses its own steps"
+            )
+        if steps is not None:
+            steps = check_int("steps", steps, minimum=1)
+    else:
+        steps = grid_steps(sched, steps, sde.N)
+        times = time_grid(sde, steps, sched, eps)
+    counted = CountingScore(score)
+    x = sde.prior_sample(shape, generator=generator, device=device, dtype=dtype)
+
+    if pc is None:
         res = solver.solve(
             sde,
             counted,
@@ -168,9 +179,10 @@ def sample(
         x, n_steps, times, traj = res.x, res.steps, res.times, res.trajectory
         step_ends: list[int] | None = None
     else:
-        n_steps = sde.N if steps is None else steps
+        n_steps = steps
+        dt = sched.constant_step(sde, steps, eps)
         x, times, traj, step_ends = _run_grid(
-            sde, counted, pc, x, eps, n_steps, generator, progress, return_trajectory
+            sde, counted, pc, x, times, dt, generator, progress, return_trajectory
         )
     if denoise:
         x = tweedie_denoise(sde, counted, x, eps)
@@ -180,16 +192,15 @@ def sample(
     return SampleResult(x=x, nfe=counted.nfe, steps=n_steps, times=times, trajectory=traj)
 
 
-def _run_grid(sde, score, pc, x, eps, steps, generator, progress, return_trajectory):
-    """The one fixed-grid loop: predictor from t_i to t_{i+1}, then the corrector at t_{i+1}.
+def _run_grid(sde, score, pc, x, times, dt, generator, progress, return_trajectory):
+    """The one fixed-grid loop: the solver's `init`, then its `step` from each grid time to the
+    next (a `PC` runs its predictor, then its corrector at the new time).
 
     Bookkeeping is O(1) per step apart from 8 bytes (the NFE after each step, which maps a bad
-    evaluation to its step); times are computed as in `time_grid`, not stored.
+    evaluation to its step). ``dt`` is the constant step of an equal-step grid (handed to the
+    solvers exactly), else ``None`` (each step's ``t - t_next``).
     """
-    T = sde.T
-    dt = (T - eps) / steps
-    predictor, corrector = pc.predictor, pc.corrector
-    n_corr = corrector.n_steps if corrector is not None else 0
+    steps = len(times) - 1
     traj = None
     if return_trajectory:  # preallocated: peak memory is one copy of the path, not two
         traj = torch.empty((steps + 1, *x.shape), dtype=x.dtype, device=x.device)
@@ -199,22 +210,20 @@ def _run_grid(sde, score, pc, x, eps, steps, generator, progress, return_traject
     if progress:
         from tqdm.auto import tqdm
 
-        indices = tqdm(indices, desc=f"sampling ({type(predictor or corrector).__name__})")
-    t = T
+        name = type(pc.predictor or pc.corrector).__name__
+        indices = tqdm(indices, desc=f"sampling ({name})")
+    state = pc.init(sde, x, times)
     for i in indices:
-        t_next = T - (i + 1) * dt if i + 1 < steps else eps  # = time_grid(T, eps, steps)[i + 1]
-        if predictor is not None:
-            x = predictor.update(sde, score, x, t, dt, generator)
-        for _ in range(n_corr):
-            x = corrector.update(sde, score, x, t_next, dt, generator)
+        t, t_next = times[i], times[i + 1]
+        step = Step(i, steps, t, t_next, t - t_next if dt is None else dt)
+        x, state = pc.step(sde, score, x, step, state, generator)
         step_ends.append(score.nfe)
         if traj is not None:
             traj[i + 1] = x
-        t = t_next
-    times = None
+    tt = None
     if traj is not None:
-        times = torch.tensor(time_grid(T, eps, steps), dtype=x.dtype, device=x.device)
-    return x, times, traj, step_ends
+        tt = torch.tensor(times, dtype=x.dtype, device=x.device)
+    return x, tt, traj, step_ends
 
 
 def _check_finite(score: CountingScore, x: Tensor, step_ends) -> None:

@@ -27,8 +27,8 @@ from sdelab import (
     SampleResult,
     SubVPSDE,
     sample,
+    time_grid,
 )
-from sdelab.sampling import time_grid
 from sdelab.solvers import AdaptiveResult, AdaptiveSolver, CountingScore
 
 SOLVERS = [
@@ -137,7 +137,7 @@ def test_pc_runs_predictor_first_then_corrector_at_the_new_time():
         return -x
 
     res = sample(VPSDE(), score, PC(EulerMaruyama(), Langevin(n_steps=2)), (4, 2), steps=3, eps=0.1)
-    t0, t1, t2, t3 = time_grid(1.0, 0.1, 3)
+    t0, t1, t2, t3 = time_grid(VPSDE(), 3, eps=0.1)
     assert calls == [t0, t1, t1, t1, t2, t2, t2, t3, t3]  # P(t0), C(t1) x2, P(t1), ...
     assert res.nfe == 9
     assert [t0, t1, t2, t3] == pytest.approx([1.0, 0.7, 0.4, 0.1]) and t3 == 0.1
@@ -373,7 +373,7 @@ def test_nan_score_is_reported_with_its_step():
     def score(x, t):
         return -x * (float("nan") if t < 0.5 else 1.0)
 
-    grid = time_grid(sde.T, 1e-3, steps)
+    grid = time_grid(sde, steps, eps=1e-3)
     first = next(i for i, t in enumerate(grid) if t < 0.5)  # 0-based step index
     with pytest.raises(
         FloatingPointError, match=f"evaluation {first + 1} of {steps}.*step {first + 1} of {steps}"
@@ -477,7 +477,11 @@ def test_shape_that_does_not_fit_the_score():
         ),
         (lambda: AncestralSampling(variance="beta"), ValueError, "variance must be one of"),
         (lambda: PC(None, None), ValueError, "PC needs a predictor, a corrector or both"),
-        (lambda: PC(Langevin(), EulerMaruyama()), TypeError, "predictor must be a Predictor"),
+        (
+            lambda: PC(Langevin(), EulerMaruyama()),
+            TypeError,
+            "predictor must be a fixed-grid solver",
+        ),
         (lambda: PC(EulerMaruyama(), EulerMaruyama()), TypeError, "corrector must be a Corrector"),
     ],
 )

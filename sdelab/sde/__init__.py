@@ -1,6 +1,7 @@
 """Forward SDEs, their reversal, and reference solutions."""
 
 from .base import SDE, ItoSDE, LinearSDE
+from .discrete import DiscreteVPSDE
 from .linear import GeometricBrownianMotion, OrnsteinUhlenbeck
 from .reverse import ReverseSDE, Score
 from .simulate import euler_maruyama_step, simulate
@@ -11,6 +12,7 @@ __all__ = [
     "SDE",
     "VESDE",
     "VPSDE",
+    "DiscreteVPSDE",
     "GeometricBrownianMotion",
     "ItoSDE",
     "LinearSDE",

@@ -210,6 +210,26 @@ class LinearSDE(SDE):
     def std(self, t: Time) -> Time:
         r"""$\sigma(t)$, the standard deviation of $x_t$ given $x_0$."""
 
+    def log_snr(self, t: Time) -> Time:
+        r"""The half log signal-to-noise ratio $\lambda(t) = \log\big(m(t)/\sigma(t)\big)$.
+
+        Strictly decreasing in $t$ for every SDE here, $+\infty$ at $t = 0$. It is the time
+        variable of the exponential integrators (DPM-Solver, Lu et al. 2022, eq. 3.2; DDIM)
+        and $e^{-\lambda}$ is the noise-to-signal ratio $\sigma/m$ of Karras et al. 2022.
+        Subclasses give closed forms; this default is $\log m(t) - \log \sigma(t)$.
+        """
+        return tm.log(self.mean_coeff(t)) - tm.log(self.std(t))
+
+    def t_from_log_snr(self, lam: Time) -> Time:
+        r"""The inverse of `log_snr`: the time $t$ with $\lambda(t) = $ ``lam``, in closed form.
+
+        Values of ``lam`` below $\lambda(T)$ give times beyond $T$ (they are not clamped).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no closed-form inverse of its log-SNR "
+            "(t_from_log_snr): define t_from_log_snr(lam) to use log-SNR or Karras time grids"
+        )
+
     def drift(self, x: Tensor, t: Time) -> Tensor:
         r"""$f(x, t) = a(t)\,x$."""
         t = check_time_like(x, t, self.T)

@@ -62,6 +62,18 @@ class OrnsteinUhlenbeck(LinearSDE):
         t = check_time(t, self.T)
         return self.sigma * tm.sqrt(-tm.expm1(-2.0 * self.theta * t) / (2.0 * self.theta))
 
+    def log_snr(self, t: Time) -> Time:
+        r"""$\lambda(t) = -\theta t - \tfrac12\log\big(\sigma^2 (1 - e^{-2\theta t})/(2\theta)\big)$."""
+        t = check_time(t, self.T)
+        c = self.sigma**2 / (2.0 * self.theta)
+        return -self.theta * t - 0.5 * (math.log(c) + tm.log(-tm.expm1(-2.0 * self.theta * t)))
+
+    def t_from_log_snr(self, lam: Time) -> Time:
+        r"""Inverse of `log_snr`: $e^{2\lambda} = (2\theta/\sigma^2)/(e^{2\theta t} - 1)$, so
+        $t = \log\big(1 + (2\theta/\sigma^2)\,e^{-2\lambda}\big)/(2\theta)$."""
+        c = math.log(2.0 * self.theta / self.sigma**2)
+        return tm.log1p(tm.exp(c - 2.0 * lam)) / (2.0 * self.theta)
+
     def _params(self) -> dict:
         return {"theta": self.theta, "sigma": self.sigma, "N": self.N}
 

@@ -77,6 +77,15 @@ class VESDE(LinearSDE):
         t = check_time(t, self.T)
         return self.sigma_min * tm.sqrt(tm.expm1(2.0 * t * self._log_ratio))
 
+    def log_snr(self, t: Time) -> Time:
+        r"""$\lambda(t) = -\log\sigma(t) = -\log\sigma_{\min} - \tfrac12\log\big(e^{2t\log(\sigma_{\max}/\sigma_{\min})} - 1\big)$ ($m = 1$)."""
+        t = check_time(t, self.T)
+        return -math.log(self.sigma_min) - 0.5 * tm.log(tm.expm1(2.0 * t * self._log_ratio))
+
+    def t_from_log_snr(self, lam: Time) -> Time:
+        r"""Inverse of `log_snr`: $t = \log\big(1 + e^{-2\lambda}/\sigma_{\min}^2\big) / \big(2\log(\sigma_{\max}/\sigma_{\min})\big)$."""
+        return tm.log1p(tm.exp(-2.0 * (lam + math.log(self.sigma_min)))) / (2.0 * self._log_ratio)
+
     def transition(self, t: Time, dt: float) -> tuple[Time, Time]:
         r"""SMLD step: $\alpha = 1$, $v = \sigma(t)^2 - \sigma(t - \Delta t)^2$."""
         t = check_time(t, self.T)

@@ -45,6 +45,13 @@ class _LinearBetaSDE(LinearSDE):
         t = check_time(t, self.T)
         return tm.exp(self.log_mean_coeff(t))
 
+    def _t_from_neg_log_mean(self, L: Time) -> Time:
+        r"""Solve $-\log m(t) = L$ for $t \ge 0$: $\tfrac14\Delta\beta\, t^2 + \tfrac12\beta_{\min} t = L$,
+        $t = 4L / \big(\beta_{\min} + \sqrt{\beta_{\min}^2 + 4\Delta\beta\, L}\big)$ (the root
+        written without cancellation, valid for $\Delta\beta = 0$ too)."""
+        d = self.beta_max - self.beta_min
+        return 4.0 * L / (self.beta_min + tm.sqrt(self.beta_min**2 + 4.0 * d * L))
+
     def _params(self) -> dict:
         return {"beta_min": self.beta_min, "beta_max": self.beta_max, "N": self.N}
 
@@ -76,6 +83,18 @@ class VPSDE(_LinearBetaSDE):
         r"""$\sigma(t) = \sqrt{1 - m(t)^2}$ (computed with ``expm1``)."""
         t = check_time(t, self.T)
         return tm.sqrt(-tm.expm1(2.0 * self.log_mean_coeff(t)))
+
+    def log_snr(self, t: Time) -> Time:
+        r"""$\lambda(t) = \log m - \tfrac12\log(1 - m^2)$ (with ``expm1``)."""
+        t = check_time(t, self.T)
+        lm = self.log_mean_coeff(t)
+        return lm - 0.5 * tm.log(-tm.expm1(2.0 * lm))
+
+    def t_from_log_snr(self, lam: Time) -> Time:
+        r"""Inverse of `log_snr`: $m^2 = 1/(1 + e^{-2\lambda})$, so
+        $-\log m = \tfrac12\,\mathrm{softplus}(-2\lambda)$, then the quadratic in $t$
+        (Lu et al. 2022, App. D)."""
+        return self._t_from_neg_log_mean(0.5 * tm.softplus(-2.0 * lam))
 
     def transition(self, t: Time, dt: float) -> tuple[Time, Time]:
         r"""DDPM step: $\alpha = \sqrt{1 - \beta_i} = m(t)/m(t - \Delta t)$, $v = \beta_i = 1 - \alpha^2$."""
@@ -113,3 +132,18 @@ class SubVPSDE(_LinearBetaSDE):
         r"""$\sigma(t) = 1 - m(t)^2$ (computed with ``expm1``)."""
         t = check_time(t, self.T)
         return -tm.expm1(2.0 * self.log_mean_coeff(t))
+
+    def log_snr(self, t: Time) -> Time:
+        r"""$\lambda(t) = \log m - \log(1 - m^2)$ (with ``expm1``)."""
+        t = check_time(t, self.T)
+        lm = self.log_mean_coeff(t)
+        return lm - tm.log(-tm.expm1(2.0 * lm))
+
+    def t_from_log_snr(self, lam: Time) -> Time:
+        r"""Inverse of `log_snr`. With $r = m$ and $k = e^\lambda$, $r/(1 - r^2) = k$ gives
+        $r = 2/(a + \sqrt{a^2 + 4})$, $a = e^{-\lambda}$, so $-\log m = \log(1 + \delta)$ with
+        $\delta = \tfrac a2\big(1 + 1/(\sqrt{1 + 4/a^2} + 2/a)\big)$ (no overflow or
+        cancellation at either end), then the same quadratic in $t$ as VP."""
+        a = tm.exp(-lam)
+        delta = 0.5 * a * (1.0 + 1.0 / (tm.sqrt(1.0 + 4.0 / (a * a)) + 2.0 / a))
+        return self._t_from_neg_log_mean(tm.log1p(delta))

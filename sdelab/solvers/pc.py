@@ -1,10 +1,11 @@
 r"""Fixed-grid solvers: the `Predictor` and `Corrector` interfaces and their combination `PC`.
 
 `sdelab.sample` owns the loop over the time grid $T = t_0 > t_1 > \dots > t_N = \epsilon$
-(equal steps $\Delta t = (T - \epsilon)/N$); a solver only supplies one update:
+(`sdelab.time_grid`); a solver only supplies one update:
 
-* a **predictor** moves the state from $t_i$ to $t_{i+1} = t_i - \Delta t$ along the
-  reverse-time SDE (or the probability-flow ODE), with `Predictor.update`;
+* a **predictor** moves the state from $t_i$ to $t_{i+1} = t_i - \Delta t_i$ along the
+  reverse-time SDE (or the probability-flow ODE): a one-step `Predictor` with
+  `Predictor.update`, or any `GridSolver` (the multistep fast samplers carry state);
 * a **corrector** is a Markov chain that leaves (approximately) $p_t$ invariant at a fixed
   $t$: score-based MCMC (Song et al. 2021, Sec. 4.2 and App. G), with `Corrector.update`.
 
@@ -14,6 +15,12 @@ $x \leftarrow P(x, t_i \to t_{i+1})$, then $M$ corrector steps at $t_{i+1}$. The
 corrector steps therefore act at $\epsilon$, and none at $T$ (where the state is a draw from the
 prior). The paper's reference code and diffusers run the corrector first (at $t_i$, before the
 predictor); both use the same number of score evaluations, $N(1 + M)$.
+
+**Correctors and multistep predictors.** A multistep predictor (DPM-Solver 2M, UniPC, LMS,
+PNDM, ...) keeps its history when the corrector moves $x$: the stored model outputs belong to
+the earlier grid times, and the next step evaluates the model afresh at the corrected state
+(`GridSolver.after_correction`; this is how predictor-corrector sampling composes with any
+linear multistep method, whose history is the past of the trajectory).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from torch import Tensor
 
 from ..sde.base import SDE
 from .base import Solver
+from .grid import GridSolver, Step
 
 __all__ = ["PC", "Corrector", "Predictor", "as_pc", "gaussian_noise"]
 
@@ -37,8 +45,9 @@ def gaussian_noise(x: Tensor, generator: torch.Generator | None, std: float = 1.
     return z.normal_(0.0, std, generator=generator)
 
 
-class Predictor(Solver):
-    r"""One step of a numerical solver of the reverse-time process, from $t$ to $t - \Delta t$.
+class Predictor(GridSolver):
+    r"""A one-step solver of the reverse-time process, from $t$ to $t - \Delta t$, without
+    state: it implements `update`, and its `GridSolver.step` is that update.
 
     Attributes:
         strong_order: the strong (pathwise) order of convergence on the reverse-time SDEs of
@@ -63,6 +72,17 @@ class Predictor(Solver):
 
         ``score`` is called as ``score(x, t)``; ``t`` and ``dt`` are Python floats.
         """
+
+    def step(
+        self,
+        sde: SDE,
+        score,
+        x: Tensor,
+        step: Step,
+        state: None,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, None]:
+        return self.update(sde, score, x, step.t, step.dt, generator), None
 
 
 class FlowPredictor(Predictor):
@@ -108,7 +128,7 @@ class Corrector(Solver):
 
 
 @dataclass(frozen=True)
-class PC(Solver):
+class PC(GridSolver):
     r"""Predictor-corrector sampling (Song et al. 2021, Sec. 4.2, Algorithm 1):
 
     $$ x \leftarrow P(x,\ t_i \to t_{i+1}), \qquad
@@ -121,19 +141,21 @@ class PC(Solver):
     predictor or a corrector directly to `sdelab.sample` means the same.
 
     Args:
-        predictor: a `Predictor` (`EulerMaruyama`, `ReverseDiffusion`, `AncestralSampling`)
-            or ``None``.
+        predictor: any fixed-grid solver (`EulerMaruyama`, `ReverseDiffusion`,
+            `AncestralSampling`, or a fast sampler such as `DPMSolver`) or ``None``.
         corrector: a `Corrector` (`Langevin`, `AnnealedLangevin`) or ``None``.
     """
 
-    predictor: Predictor | None = None
+    predictor: GridSolver | None = None
     corrector: Corrector | None = None
 
     def __post_init__(self) -> None:
-        if self.predictor is not None and not isinstance(self.predictor, Predictor):
+        if self.predictor is not None and (
+            not isinstance(self.predictor, GridSolver) or isinstance(self.predictor, PC)
+        ):
             raise TypeError(
-                "predictor must be a Predictor (EulerMaruyama(), ReverseDiffusion(), "
-                f"AncestralSampling()) or None, got {self.predictor!r}"
+                "predictor must be a fixed-grid solver (EulerMaruyama(), ReverseDiffusion(), "
+                f"AncestralSampling(), DDIM(), DPMSolver(), ...) or None, got {self.predictor!r}"
             )
         if self.corrector is not None and not isinstance(self.corrector, Corrector):
             raise TypeError(
@@ -147,12 +169,26 @@ class PC(Solver):
     def stochastic(self) -> bool:  # type: ignore[override]
         return self.corrector is not None or bool(self.predictor and self.predictor.stochastic)
 
+    def init(self, sde: SDE, x: Tensor, times: list[float]):
+        return None if self.predictor is None else self.predictor.init(sde, x, times)
+
+    def step(self, sde: SDE, score, x: Tensor, step: Step, state, generator):
+        """The predictor's step to ``t_next``, then ``corrector.n_steps`` corrector steps there."""
+        if self.predictor is not None:
+            x, state = self.predictor.step(sde, score, x, step, state, generator)
+        if self.corrector is not None:
+            for _ in range(self.corrector.n_steps):
+                x = self.corrector.update(sde, score, x, step.t_next, step.dt, generator)
+            if self.predictor is not None:
+                state = self.predictor.after_correction(state)
+        return x, state
+
 
 def as_pc(solver: Solver) -> PC | None:
     """``solver`` as a `PC` if it is a fixed-grid solver, else ``None``."""
     if isinstance(solver, PC):
         return solver
-    if isinstance(solver, Predictor):
+    if isinstance(solver, GridSolver):
         return PC(solver, None)
     if isinstance(solver, Corrector):
         return PC(None, solver)
