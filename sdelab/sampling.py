@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from . import _tmath as tm
-from ._checks import check_int, check_positive, check_shape
-from .schedules import Schedule, UniformTime, as_schedule, grid_steps, time_grid
+from ._checks import check_int, check_shape
+from .schedules import Schedule, UniformTime, as_schedule, check_eps, grid_steps, time_grid
 from .sde.base import SDE, check_linear_sde, check_sde
 from .sde.reverse import Score
 from .solvers.base import AdaptiveSolver, CountingScore, Solver
@@ -112,7 +112,8 @@ def sample(
         schedule: the time grid of a fixed-grid solver: ``"uniform"`` (default), ``"logsnr"``,
             ``"karras"``, ``"quadratic"`` or a `Schedule` value (`UniformTime`,
             `UniformLogSNR`, `Karras`, `QuadraticTime`, `Times`).
-        eps: the final time $\epsilon \in (0, T)$ (scores are singular at $t = 0$).
+        eps: the final time $\epsilon \in (0, T)$ (scores are singular at $t = 0$; a
+            `DiscreteVPSDE` also accepts 0, its first training step, where $\sigma > 0$).
         denoise: apply the Tweedie denoising step at the end.
         generator: seeds the prior draw and every noise draw (same generator state, same
             samples); its device is the default ``device``.
@@ -143,9 +144,7 @@ def sample(
             f"solver), got {solver!r}"
         )
     shape = check_shape(shape)
-    eps = check_positive("eps", eps)
-    if not eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")
+    eps = check_eps(sde, eps)
     sched = as_schedule(schedule)
     pc = as_pc(solver)
     if pc is None:

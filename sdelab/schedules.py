@@ -214,6 +214,18 @@ def as_schedule(schedule: str | Schedule) -> Schedule:
     raise TypeError(f"schedule must be a name or a Schedule, got {type(schedule).__name__}")
 
 
+def check_eps(sde: SDE, eps: float) -> float:
+    """``eps`` as a float in $(0, T)$, or in $[0, T)$ for an SDE whose noise level at $t = 0$
+    is already positive (`DiscreteVPSDE`: the first training step), raising otherwise."""
+    if isinstance(sde, LinearSDE) and isinstance(eps, int | float) and eps == 0:
+        if float(sde.std(0.0)) > 0:
+            return 0.0
+    eps = check_positive("eps", eps)
+    if not eps < sde.T:
+        raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")
+    return eps
+
+
 def grid_steps(schedule: Schedule, steps: int | None, default: int) -> int:
     """The number of steps: ``len(ts) - 1`` for `Times` (``steps`` must agree), else
     ``steps`` (default ``default``)."""
@@ -235,15 +247,13 @@ def time_grid(
         sde: the forward SDE (its $T$; its log-SNR for ``"logsnr"`` and ``"karras"``).
         steps: the number of steps $N \ge 1$ (default ``sde.N``; for `Times`, its own).
         schedule: a name in `SCHEDULES` or a `Schedule`.
-        eps: the last time, in $(0, T)$.
+        eps: the last time, in $(0, T)$ (or 0 for `DiscreteVPSDE`, whose $\sigma(0) > 0$).
     """
     if not isinstance(sde, SDE):
         raise TypeError(f"sde must be an sdelab SDE, got {type(sde).__name__}")
     sched = as_schedule(schedule)
     n = grid_steps(sched, steps, sde.N)
-    eps = check_positive("eps", eps)
-    if not eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")
+    eps = check_eps(sde, eps)
     ts = sched.times(sde, n, eps)
     for i in range(n):  # a grid mapped back through t(lambda) must still decrease
         if not ts[i] > ts[i + 1]:

@@ -14,6 +14,7 @@ from torch import Tensor
 from .._checks import Time, check_positive, check_time_like
 from ..scores import score_from_noise, time_batch
 from ..sde.base import SDE
+from ..sde.discrete import DiscreteVPSDE
 from ..sde.ve import VESDE
 from .pipelines import call_model
 
@@ -59,7 +60,7 @@ def score_from_diffusers_model(
     sde: SDE,
     *,
     prediction: str | None = None,
-    time_scale: float = 1.0,
+    time_scale: float | None = None,
 ) -> DiffusersModelScore:
     r"""Wrap a diffusers-style model (a ``UNet2DModel`` or any ``unet(sample, c)`` returning a
     tensor or an object with ``.sample``) as an sdelab score $s(x, t)$.
@@ -73,7 +74,12 @@ def score_from_diffusers_model(
       $\sigma(t)$ the SDE's marginal std (`sdelab.score_from_noise`), how
       `ScoreSdeVpPipeline` calls it.
 
+    * `sdelab.DiscreteVPSDE` (a diffusers-trained DDPM-style model), ``prediction="noise"``
+      and ``time_scale`` defaulting to $N - 1$: the model sees its training step
+      $\tau = t\,(N-1)$ (fractional between steps).
+
     ``prediction`` can be set explicitly (``"score"`` or ``"noise"``) for other models.
+    ``time_scale`` defaults to 1 (to $N - 1$ for a `DiscreteVPSDE`).
     The model is called with a tensor of shape (B,) in ``x``'s dtype and device.
 
     Example:
@@ -91,5 +97,7 @@ def score_from_diffusers_model(
         prediction = "score" if isinstance(sde, VESDE) else "noise"
     if prediction not in _PREDICTIONS:
         raise ValueError(f"prediction must be one of {_PREDICTIONS}, got {prediction!r}")
+    if time_scale is None:
+        time_scale = float(sde.num_train_timesteps - 1) if isinstance(sde, DiscreteVPSDE) else 1.0
     time_scale = check_positive("time_scale", time_scale)
     return DiffusersModelScore(unet, sde, prediction, time_scale)
