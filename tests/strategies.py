@@ -32,3 +32,21 @@ def linear_sdes(draw, kinds=("vp", "subvp", "ve", "ou")):
 times = st.floats(1e-3, 1.0)
 dtypes = st.sampled_from([torch.float32, torch.float64])
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple)
+
+
+@st.composite
+def discrete_vp_sdes(draw):
+    """A `DiscreteVPSDE` from a diffusers beta schedule of 10 to 1000 training steps."""
+    n = draw(st.integers(10, 1000))
+    schedule = draw(st.sampled_from(["linear", "scaled_linear", "squaredcos_cap_v2"]))
+    return sdelab.DiscreteVPSDE.from_diffusers(
+        {"num_train_timesteps": n, "beta_schedule": schedule, "beta_start": 1e-4, "beta_end": 0.02}
+    )
+
+
+@st.composite
+def sdes_with_log_snr(draw):
+    """Every kind of linear SDE with a closed-form log-SNR, the discrete VP included."""
+    if draw(st.booleans()):
+        return draw(discrete_vp_sdes())
+    return draw(linear_sdes())
