@@ -8,8 +8,8 @@ $$ \frac{\mathrm{d}x}{\mathrm{d}t} = f(x, t) - \tfrac12 g(t)^2\,\nabla_x \log p_
 Integrating it backwards from a prior draw $x(T) \sim p_T$ down to $t = \varepsilon$ gives a
 sample of $p_\varepsilon$ (`ProbabilityFlowODE`); integrating forward from data gives its
 latent code (`sdelab.encode`) and, augmented with the divergence of the drift, its exact
-log-likelihood (`sdelab.log_likelihood`). All three go through `integrate_probability_flow`
-and the adaptive machinery in ``sdelab._ode``.
+log-likelihood (`sdelab.log_likelihood`). All three hand one `sdelab._ode.ODEOptions` to the
+adaptive machinery in ``sdelab._ode``.
 """
 
 from __future__ import annotations
