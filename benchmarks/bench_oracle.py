@@ -128,7 +128,9 @@ def run_case(d: int, K: int, diagonal: bool, per_sample_t: bool, args) -> dict:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer repeats (about 20 s)")
+    p.add_argument(
+        "--quick", action="store_true", help="fewer repeats (under 10 s on an idle core)"
+    )
     p.add_argument("--batch", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=41, help="alternating timings per case")
     p.add_argument("--inner", type=int, default=20, help="calls per timing")
