@@ -46,12 +46,11 @@ from ._checks import check_positive
 __all__ = [
     "SCIPY_METHODS",
     "TORCH_METHODS",
+    "ODEOptions",
     "OdeSolution",
-    "check_error_norm",
-    "check_method",
-    "check_options",
     "dopri5",
     "odeint",
+    "solve",
 ]
 
 OdeFunc = Callable[[float, Tensor], Tensor]
@@ -85,55 +84,76 @@ class OdeSolution:
     trajectory: Tensor | None = None
 
 
-def check_error_norm(error_norm: str) -> str:
-    """Raise unless ``error_norm`` is ``"sample"`` or ``"batch"``."""
-    if error_norm not in ERROR_NORMS:
-        raise ValueError(f"error_norm must be one of {ERROR_NORMS}, got {error_norm!r}")
-    return error_norm
+@dataclass(frozen=True)
+class ODEOptions:
+    r"""The integrator options, checked once, here: every entry point (`odeint`,
+    `sdelab.ProbabilityFlowODE`, `sdelab.solvers.ode.integrate_probability_flow`,
+    `sdelab.log_likelihood`, `sdelab.encode`, `sdelab.decode`) takes them as keyword arguments
+    and gathers them into one of these.
 
+    Attributes:
+        backend: ``"scipy"`` or ``"torch"`` (see the module docs).
+        method: a `solve_ivp` method for scipy (``"RK45"``, ``"RK23"``, ``"DOP853"``,
+            ``"Radau"``, ``"BDF"``, ``"LSODA"`` or an ``OdeSolver`` subclass); ``"RK45"``
+            (= ``"dopri5"``) for torch.
+        rtol: relative tolerance, $> 0$ (stored as a float).
+        atol: absolute tolerance, $> 0$. A step is accepted when
+            $\operatorname{RMS}\big(e_i / (\mathrm{atol} + \mathrm{rtol}\max(|y_i|, |y^{new}_i|))\big) < 1$
+            (the RMS over each sample or over the batch, see ``error_norm``).
+        ode_dtype: the dtype the integrator holds the state in. scipy: float64 only (the
+            default). torch: defaults to the state's dtype; ``torch.float64`` is an option.
+        error_norm: ``"sample"`` (every sample meets the tolerance) or ``"batch"`` (scipy's
+            RMS over the whole state); see the module docs.
 
-def check_method(backend: str, method: str | type) -> None:
-    """Raise unless ``backend`` is known and ``method`` is one of its integrators."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "scipy":
-        from scipy.integrate import OdeSolver
+    Raises:
+        ValueError: an unknown backend, method or error norm, a tolerance that is not a
+            finite number > 0, or a dtype other than float64 for scipy (the message names
+            the argument and the value).
+        TypeError: a non-number tolerance or an ``ode_dtype`` that is not a floating
+            ``torch.dtype``.
+    """
 
-        if isinstance(method, type) and issubclass(method, OdeSolver):
-            return
-        if method not in SCIPY_METHODS:
-            raise ValueError(
-                f"method must be one of scipy's solve_ivp methods {SCIPY_METHODS} or an "
-                f"OdeSolver subclass, got {method!r}"
-            )
-    elif method not in TORCH_METHODS:
-        raise ValueError(
-            f"method must be one of {TORCH_METHODS} for backend='torch' (its own Dormand-Prince "
-            f"5(4) integrator), got {method!r}; use backend='scipy' for other methods"
-        )
+    backend: str = "scipy"
+    method: str | type = "RK45"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    ode_dtype: torch.dtype | None = None
+    error_norm: str = "sample"
 
+    def __post_init__(self) -> None:
+        backend, method, ode_dtype = self.backend, self.method, self.ode_dtype
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "scipy":
+            from scipy.integrate import OdeSolver
 
-def check_options(
-    backend: str,
-    method: str | type,
-    rtol: float,
-    atol: float,
-    ode_dtype: torch.dtype | None,
-    error_norm: str,
-) -> tuple[float, float]:
-    """Check the integrator options `odeint` takes (the one place they are checked; callers
-    that do work before `odeint` call it first). Returns ``(rtol, atol)`` as floats."""
-    check_method(backend, method)
-    check_error_norm(error_norm)
-    rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
-    if backend == "scipy":
-        if ode_dtype not in (None, torch.float64):
-            raise ValueError(f"the scipy backend integrates in float64, got ode_dtype={ode_dtype}")
-    elif ode_dtype is not None and not (
-        isinstance(ode_dtype, torch.dtype) and ode_dtype.is_floating_point
-    ):
-        raise TypeError(f"ode_dtype must be a floating torch.dtype or None, got {ode_dtype!r}")
-    return rtol, atol
+            is_solver = isinstance(method, type) and issubclass(method, OdeSolver)
+            if not is_solver and method not in SCIPY_METHODS:
+                raise ValueError(
+                    f"method must be one of scipy's solve_ivp methods {SCIPY_METHODS} or an "
+                    f"OdeSolver subclass, got {method!r}"
+                )
+            if ode_dtype not in (None, torch.float64):
+                raise ValueError(
+                    f"the scipy backend integrates in float64, got ode_dtype={ode_dtype}"
+                )
+        else:
+            if method not in TORCH_METHODS:
+                raise ValueError(
+                    f"method must be one of {TORCH_METHODS} for backend='torch' (its own "
+                    f"Dormand-Prince 5(4) integrator), got {method!r}; use backend='scipy' for "
+                    "other methods"
+                )
+            if ode_dtype is not None and not (
+                isinstance(ode_dtype, torch.dtype) and ode_dtype.is_floating_point
+            ):
+                raise TypeError(
+                    f"ode_dtype must be a floating torch.dtype or None, got {ode_dtype!r}"
+                )
+        if self.error_norm not in ERROR_NORMS:
+            raise ValueError(f"error_norm must be one of {ERROR_NORMS}, got {self.error_norm!r}")
+        object.__setattr__(self, "rtol", check_positive("rtol", self.rtol))
+        object.__setattr__(self, "atol", check_positive("atol", self.atol))
 
 
 def odeint(
@@ -161,16 +181,8 @@ def odeint(
         y0: the initial state, shape (B, ...): a batch sharing one step size.
         t0: the start of the span (a Python float).
         t1: its end (``t1 != t0``; smaller than ``t0`` integrates backwards).
-        backend: ``"scipy"`` or ``"torch"`` (see the module docs).
-        method: a `solve_ivp` method for scipy; ``"RK45"`` (= ``"dopri5"``) for torch.
-        rtol: relative tolerance, $> 0$.
-        atol: absolute tolerance, $> 0$. A step is accepted when
-            $\operatorname{RMS}\big(e_i / (\mathrm{atol} + \mathrm{rtol}\max(|y_i|, |y^{new}_i|))\big) < 1$
-            (the RMS over each sample or over the batch, see ``error_norm``).
-        ode_dtype: the dtype the integrator holds the state in. scipy: float64 only (the
-            default). torch: defaults to ``y0``'s dtype; ``torch.float64`` is an option.
-        error_norm: ``"sample"`` (every sample meets the tolerance) or ``"batch"`` (scipy's
-            RMS over the whole state); see the module docs.
+        backend: the integrator options ``backend``, ``method``, ``rtol``, ``atol``,
+            ``ode_dtype`` and ``error_norm``: see `ODEOptions`.
         return_trajectory: also return the states at every accepted step.
         progress: show a tqdm bar over the time span.
         desc: the bar's label.
@@ -179,7 +191,26 @@ def odeint(
         RuntimeError: the integrator failed (scipy's status message, or step size underflow).
         FloatingPointError: ``func`` returned NaN or inf and the integrator could not recover.
     """
-    rtol, atol = check_options(backend, method, rtol, atol, ode_dtype, error_norm)
+    options = ODEOptions(backend, method, rtol, atol, ode_dtype, error_norm)
+    return solve(
+        func, y0, t0, t1, options, return_trajectory=return_trajectory, progress=progress, desc=desc
+    )
+
+
+def solve(
+    func: OdeFunc,
+    y0: Tensor,
+    t0: float,
+    t1: float,
+    options: ODEOptions,
+    *,
+    return_trajectory: bool = False,
+    progress: bool = False,
+    desc: str = "ODE",
+) -> OdeSolution:
+    """`odeint` with its integrator options already gathered (and checked) in ``options``."""
+    if not isinstance(options, ODEOptions):
+        raise TypeError(f"options must be an ODEOptions, got {type(options).__name__}")
     t0, t1 = float(t0), float(t1)
     if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
         raise ValueError(f"the time span must be finite with t0 != t1, got t0={t0}, t1={t1}")
@@ -187,6 +218,7 @@ def odeint(
         raise TypeError("y0 must be a floating-point torch.Tensor")
 
     lo, hi = min(t0, t1), max(t0, t1)
+    rtol, atol, error_norm = options.rtol, options.atol, options.error_norm
 
     def clamped(t: float, y: Tensor) -> Tensor:
         if math.isnan(t):  # a step size computed from NaN derivatives
@@ -204,11 +236,13 @@ def odeint(
     bar = _progress_bar(progress, abs(t1 - t0), desc)
     try:
         with torch.no_grad():
-            if backend == "scipy":
+            if options.backend == "scipy":
                 if error_norm == "sample" and y0.ndim > 0:  # max_b RMS_b <= sqrt(B) RMS
                     rtol, atol = rtol / math.sqrt(y0.shape[0]), atol / math.sqrt(y0.shape[0])
-                return _scipy(clamped, y0, t0, t1, method, rtol, atol, return_trajectory, bar)
-            dtype = ode_dtype or y0.dtype
+                return _scipy(
+                    clamped, y0, t0, t1, options.method, rtol, atol, return_trajectory, bar
+                )
+            dtype = options.ode_dtype or y0.dtype
 
             def in_eval_dtype(t: float, y: Tensor) -> Tensor:
                 return clamped(t, y.to(y0.dtype)).to(dtype)

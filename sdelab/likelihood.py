@@ -25,11 +25,11 @@ import torch
 from torch import Tensor
 
 from ._checks import check_batched, check_finite, check_int, check_positive
-from ._ode import check_options, odeint
+from ._ode import ODEOptions, solve
 from .sde.base import SDE, check_sde
 from .sde.reverse import Score
 from .solvers.base import CountingScore
-from .solvers.ode import integrate_probability_flow
+from .solvers.ode import solve_probability_flow
 
 __all__ = [
     "LikelihoodResult",
@@ -222,7 +222,7 @@ def log_likelihood(
     if noise not in NOISES:
         raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
     n_probes = check_int("n_probes", n_probes, minimum=1)
-    check_options(backend, method, rtol, atol, ode_dtype, error_norm)  # before drawing probes
+    options = ODEOptions(backend, method, rtol, atol, ode_dtype, error_norm)  # before the probes
     eps = _check_eps(eps, sde)
     if prior_logp is not None and not callable(prior_logp):
         raise TypeError(f"prior_logp must be callable as prior_logp(z), got {prior_logp!r}")
@@ -245,19 +245,8 @@ def log_likelihood(
         return torch.cat([v.reshape(B, D), div.to(v.dtype)[:, None]], dim=1)
 
     y0 = torch.cat([x.reshape(B, D), x.new_zeros(B, 1)], dim=1)
-    sol = odeint(
-        augmented,
-        y0,
-        eps,
-        sde.T,
-        backend=backend,
-        method=method,
-        rtol=rtol,
-        atol=atol,
-        ode_dtype=ode_dtype,
-        error_norm=error_norm,
-        progress=progress,
-        desc=f"log-likelihood ({divergence})",
+    sol = solve(
+        augmented, y0, eps, sde.T, options, progress=progress, desc=f"log-likelihood ({divergence})"
     )
     counting.check()
     z = sol.y[:, :D].reshape(x.shape)
@@ -295,9 +284,8 @@ def encode(
     from $\varepsilon$ to $T$. The inverse of `decode` up to the integrator's tolerance.
     Arguments as in `log_likelihood`.
     """
-    return _flow(
-        sde, score, x, "x", eps, True, backend, method, rtol, atol, progress, ode_dtype, error_norm
-    )
+    options = ODEOptions(backend, method, rtol, atol, ode_dtype, error_norm)
+    return _flow(sde, score, x, "x", eps, True, options, progress)
 
 
 def decode(
@@ -319,33 +307,18 @@ def decode(
     $z \sim p_T$ this samples $p_\varepsilon$ (it is `sdelab.ProbabilityFlowODE`). Arguments as
     in `log_likelihood`.
     """
-    return _flow(
-        sde, score, z, "z", eps, False, backend, method, rtol, atol, progress, ode_dtype, error_norm
-    )
+    options = ODEOptions(backend, method, rtol, atol, ode_dtype, error_norm)
+    return _flow(sde, score, z, "z", eps, False, options, progress)
 
 
-def _flow(
-    sde, score, x, name, eps, forward, backend, method, rtol, atol, progress, ode_dtype, error_norm
-):
+def _flow(sde, score, x, name, eps, forward, options: ODEOptions, progress):
     check_sde(sde)
     x = _check_data(x, name)
-    eps = _check_eps(eps, sde)  # the integrator options are checked by odeint
+    eps = _check_eps(eps, sde)
     counting = CountingScore(score)
     t0, t1 = (eps, sde.T) if forward else (sde.T, eps)
-    sol = integrate_probability_flow(
-        sde,
-        counting,
-        x,
-        t0,
-        t1,
-        backend=backend,
-        method=method,
-        rtol=rtol,
-        atol=atol,
-        ode_dtype=ode_dtype,
-        error_norm=error_norm,
-        progress=progress,
-        desc="encode" if forward else "decode",
+    sol = solve_probability_flow(
+        sde, counting, x, t0, t1, options, progress=progress, desc="encode" if forward else "decode"
     )
     counting.check()
     return sol.y

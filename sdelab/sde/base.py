@@ -28,6 +28,7 @@ from .._checks import (
     check_time,
     check_time_like,
 )
+from .reverse import ReverseSDE
 
 __all__ = ["SDE", "ItoSDE", "LinearSDE", "check_linear_sde", "check_sde"]
 
@@ -159,8 +160,6 @@ class SDE(ItoSDE):
 
         See `sdelab.sde.ReverseSDE`.
         """
-        from .reverse import ReverseSDE
-
         return ReverseSDE(self, score, probability_flow=probability_flow)
 
     # --- helpers --------------------------------------------------------------------------
@@ -276,8 +275,6 @@ def check_sde(sde: object, name: str = "sde") -> SDE:
     """Raise unless ``sde`` is a forward `SDE`; a reverse-time SDE or ODE gets its own message."""
     if isinstance(sde, SDE):
         return sde
-    from .reverse import ReverseSDE
-
     if isinstance(sde, ReverseSDE):
         kind = "probability-flow ODE" if sde.probability_flow else "stochastic reverse-time SDE"
         raise TypeError(

@@ -1,15 +1,22 @@
-r"""The reverse-time SDE and the probability-flow ODE of a forward SDE."""
+r"""The reverse-time SDE and the probability-flow ODE of a forward SDE.
+
+This module imports nothing from ``sdelab.sde.base``: the forward `SDE` builds its reversal
+(`SDE.reverse`) from here, so the dependency runs one way, base -> reverse.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from .. import _tmath as tm
 from .._checks import Time, check_like, check_time_like
-from .base import SDE
+
+if TYPE_CHECKING:
+    from .base import SDE
 
 __all__ = ["ReverseSDE", "Score", "reverse_drift"]
 
@@ -51,8 +58,13 @@ class ReverseSDE:
     """
 
     def __init__(self, sde: SDE, score: Score, probability_flow: bool = False) -> None:
-        if not isinstance(sde, SDE):
-            raise TypeError(f"sde must be an sdelab SDE, got {type(sde).__name__}")
+        if isinstance(sde, ReverseSDE) or not all(
+            callable(getattr(sde, name, None)) for name in ("drift", "diffusion")
+        ):  # the forward interface, checked without importing SDE (see the module docs)
+            raise TypeError(
+                f"sde must be a forward sdelab SDE (drift(x, t), diffusion(t)), got "
+                f"{type(sde).__name__}"
+            )
         if not callable(score):
             raise TypeError(f"score must be callable as score(x, t), got {type(score).__name__}")
         self.sde = sde

@@ -8,8 +8,8 @@ $$ \frac{\mathrm{d}x}{\mathrm{d}t} = f(x, t) - \tfrac12 g(t)^2\,\nabla_x \log p_
 Integrating it backwards from a prior draw $x(T) \sim p_T$ down to $t = \varepsilon$ gives a
 sample of $p_\varepsilon$ (`ProbabilityFlowODE`); integrating forward from data gives its
 latent code (`sdelab.encode`) and, augmented with the divergence of the drift, its exact
-log-likelihood (`sdelab.log_likelihood`). All three go through `integrate_probability_flow`
-and the adaptive machinery in ``sdelab._ode``.
+log-likelihood (`sdelab.log_likelihood`). All three hand one `sdelab._ode.ODEOptions` to the
+adaptive machinery in ``sdelab._ode``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._ode import OdeSolution, check_options, odeint
+from .._ode import ODEOptions, OdeSolution, solve
 from ..sde.base import SDE, check_sde
 from ..sde.reverse import Score
 from .base import AdaptiveResult, AdaptiveSolver, CountingScore
@@ -45,23 +45,47 @@ def integrate_probability_flow(
     desc: str = "probability-flow ODE",
 ) -> OdeSolution:
     r"""Integrate $\mathrm{d}x/\mathrm{d}t = f(x,t) - \tfrac12 g(t)^2 s(x,t)$ from ``t0`` to
-    ``t1`` (either direction) with `sdelab._ode.odeint`.
+    ``t1`` (either direction) with `sdelab._ode.odeint` (the options: see
+    `sdelab._ode.ODEOptions`).
 
     The drift is ``sde.reverse(score, probability_flow=True).drift`` evaluated with a Python
     float time, in ``x``'s dtype and on its device.
     """
+    options = ODEOptions(backend, method, rtol, atol, ode_dtype, error_norm)
+    return solve_probability_flow(
+        sde,
+        score,
+        x,
+        t0,
+        t1,
+        options,
+        return_trajectory=return_trajectory,
+        progress=progress,
+        desc=desc,
+    )
+
+
+def solve_probability_flow(
+    sde: SDE,
+    score: Score,
+    x: Tensor,
+    t0: float,
+    t1: float,
+    options: ODEOptions,
+    *,
+    return_trajectory: bool = False,
+    progress: bool = False,
+    desc: str = "probability-flow ODE",
+) -> OdeSolution:
+    """`integrate_probability_flow` with the integrator options already gathered in
+    ``options`` (what `ProbabilityFlowODE`, `sdelab.encode` and `sdelab.decode` call)."""
     drift = check_sde(sde).reverse(score, probability_flow=True).drift
-    return odeint(
+    return solve(
         lambda t, y: drift(y, t),
         x,
         t0,
         t1,
-        backend=backend,
-        method=method,
-        rtol=rtol,
-        atol=atol,
-        ode_dtype=ode_dtype,
-        error_norm=error_norm,
+        options,
         return_trajectory=return_trajectory,
         progress=progress,
         desc=desc,
@@ -115,9 +139,10 @@ class ProbabilityFlowODE(AdaptiveSolver):
     stochastic = False  # class attribute (not a field): the ODE draws no random numbers
 
     def __post_init__(self) -> None:
-        check_options(
+        options = ODEOptions(
             self.backend, self.method, self.rtol, self.atol, self.ode_dtype, self.error_norm
-        )
+        )  # checks them; kept (not a field) for `solve`
+        object.__setattr__(self, "_options", options)
 
     def solve(
         self,
@@ -134,18 +159,13 @@ class ProbabilityFlowODE(AdaptiveSolver):
     ) -> AdaptiveResult:
         """Integrate the probability-flow ODE from ``x`` at ``t_start`` (= T) to ``t_end``
         (= eps). ``steps`` and ``generator`` are unused (adaptive, deterministic)."""
-        sol = integrate_probability_flow(
+        sol = solve_probability_flow(
             sde,
             score,
             x,
             t_start,
             t_end,
-            backend=self.backend,
-            method=self.method,
-            rtol=self.rtol,
-            atol=self.atol,
-            ode_dtype=self.ode_dtype,
-            error_norm=self.error_norm,
+            self._options,
             return_trajectory=return_trajectory,
             progress=progress,
         )
