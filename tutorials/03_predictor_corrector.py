@@ -23,6 +23,7 @@ import os
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
 import sdelab
 from sdelab.experiments.metrics import sliced_wasserstein2
@@ -92,6 +93,10 @@ for ax in axes:
     ax.axhline(1.0, color="k", lw=1)
     ax.legend(fontsize=8)
 axes[0].set_ylabel("sample std / true std")
+# alt: Two panels of the sample std over the true std against corrector steps at a fixed t,
+#   one line per snr (0.05, 0.16, 0.3 and 0.5). Left, Langevin on data of std 0.5: each line
+#   settles on its dashed level sqrt(1 + r^2). Right, annealed Langevin from pure noise: each
+#   settles on 1 / sqrt(1 - r^2). Larger snr, larger inflation.
 plt.show()
 
 for r in snrs:
@@ -182,10 +187,19 @@ print(f"reverse diffusion alone, {STEPS} steps: {base:.2f}")
 ax.axhline(base, color="k", lw=1.5, label=f"reverse diffusion alone, {STEPS} steps")
 ax.axhline(1.0, color="gray", ls=":", label="noise floor")
 ax.set_yscale("log")
+for axis in (ax.xaxis, ax.yaxis):  # ticks at 1, 2, 5 times powers of ten, plain numbers
+    axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    axis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    axis.set_minor_formatter(NullFormatter())
 ax.set_xlabel("snr")
 ax.set_ylabel("sliced W2 / noise floor")
 ax.set_title(f"VE, exact score, {STEPS} predictor steps")
 ax.legend(fontsize=7)
+# alt: Sliced W2 over the noise floor against snr, both on log scales, for the
+#   predictor-corrector sampler with 1, 2 and 5 Langevin steps after each of 10 reverse
+#   diffusion steps on VE. Dashed lines give reverse diffusion alone at the same number of
+#   score evaluations, a solid line 10 steps alone, a dotted one the noise floor. The error
+#   falls as snr grows to about 0.7; with 2 or 5 corrector steps it rises again at 1.
 plt.show()
 
 # %% [markdown]

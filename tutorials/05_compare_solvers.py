@@ -127,6 +127,8 @@ print(
 # sample size.
 
 # %%
+# alt: The error against score evaluations (NFE), log-log, for gmm2d on VP and on VE: one
+#   curve per solver, the noise floor dotted and the band floor plus or minus 2 sd shaded.
 display(Image(filename=str(res.files["nfe_plot"])))
 
 # %% [markdown]
@@ -174,6 +176,9 @@ for ax, (title, x) in zip(axes, panels, strict=True):
     ax.set_xlim(-6, 6)
     ax.set_ylim(-6, 6)
 plt.tight_layout()
+# alt: Three scatter plots of 2-D samples on the square from -6 to 6: the truth, six
+#   elongated clusters; five Euler-Maruyama steps on VE, an empty frame because the samples
+#   lie far outside it; and RD + Langevin at 80 steps, close to the truth.
 plt.show()
 
 # %% [markdown]

@@ -11,6 +11,11 @@ hook
   checkout first on ``PYTHONPATH``, so they import the ``sdelab`` being documented;
 * removes the MathJax 2 script that nbconvert puts into every notebook page: the site loads
   MathJax 3 (``docs/javascripts/mathjax.js``), which also typesets the notebooks' markdown;
+* gives every figure of a tutorial its alt text, from an ``# alt: ...`` comment in the cell
+  that draws it (one per figure, in order; further lines of the same text start ``#   ``).
+  nbconvert has no way to take an alt text from a notebook and writes "No description has
+  been provided for this image" instead; a figure without its comment, or a comment without
+  its figure, is a warning, so ``--strict`` fails;
 * checks the relative links in tutorial pages, which mkdocs itself does not validate (their
   HTML comes from nbconvert, not from Markdown): a link to a page that does not exist is a
   warning, so ``--strict`` fails. Tutorials link to the *site* URL of a page, e.g.
@@ -29,6 +34,7 @@ import tempfile
 from pathlib import Path
 from posixpath import dirname, join, normpath
 
+from bs4 import BeautifulSoup
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
 
@@ -39,6 +45,7 @@ TUTORIAL_GLOB = "[0-9][0-9]_*.py"
 _HREF = re.compile(r'<a\s[^>]*?href="([^"#?]*)')
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _MATHJAX2 = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+_ALT = re.compile(r"^[ \t]*# alt: (.+(?:\n[ \t]*#   .+)*)", re.M)
 _kernel_dir: str | None = None
 
 
@@ -100,8 +107,34 @@ def on_page_content(html, page, config, files):
             "still renders with the site's MathJax 3",
             page.file.src_uri,
         )
+    html = _set_alt_texts(html, page)
     _check_links(html, page, files)
     return html
+
+
+def _set_alt_texts(html: str, page) -> str:
+    """Give each figure of a tutorial page the alt text of its cell's ``# alt:`` comment."""
+    soup = BeautifulSoup(html, "html.parser")
+    for cell in soup.select("div.jp-CodeCell"):
+        source = cell.select_one(".jp-InputArea pre")  # the highlighted source
+        code = source.get_text().strip() if source else ""
+        alts = [
+            " ".join(line.lstrip().removeprefix("#").strip() for line in m.splitlines())
+            for m in _ALT.findall(code)
+        ]
+        images = cell.select(".jp-OutputArea img")
+        if len(alts) != len(images):
+            log.warning(
+                "%s: the cell starting %r draws %d figure(s) and has %d '# alt: ...' "
+                "comment(s); every figure needs one, in order, in the cell that draws it",
+                page.file.src_uri,
+                code.split("\n", 1)[0][:60],
+                len(images),
+                len(alts),
+            )
+        for img, alt in zip(images, alts, strict=False):
+            img["alt"] = alt
+    return str(soup)
 
 
 def _check_links(html, page, files) -> None:
