@@ -73,8 +73,11 @@ def check_time(t: Time, T: float, *, name: str = "t") -> Time:
                 f"{name} must be a float, a 0-d tensor or a tensor of shape (B,), got shape "
                 f"{tuple(t.shape)}"
             )
+        if _checked_before(t, T):
+            return t
         if t.numel() and not bool(((t >= 0) & (t <= T)).all()):
             raise ValueError(f"{name} must lie in [0, T] = [0, {T}], got {_short(t)}")
+        _mark_checked(t, T)
         return t
     if isinstance(t, bool) or not isinstance(t, Real):
         raise TypeError(f"{name} must be a float or a floating-point tensor, got {_short(t)}")
@@ -82,6 +85,26 @@ def check_time(t: Time, T: float, *, name: str = "t") -> Time:
     if not 0.0 <= tf <= T:  # also rejects NaN
         raise ValueError(f"{name} must lie in [0, T] = [0, {T}], got {t!r}")
     return tf
+
+
+def _checked_before(t: Tensor, T: float) -> bool:
+    """Whether this very tensor was found inside ``[0, T]`` and not modified since: the
+    coefficients of one call (m(t), sigma(t), ...) each check the same ``t``, and only the first
+    check reads its values (a host synchronisation on a GPU)."""
+    mark = getattr(t, "_sdelab_time_ok", None)
+    if mark is None:
+        return False
+    try:
+        return mark == (T, t._version)  # an in-place change bumps the version
+    except RuntimeError:  # inference tensors have no version counter
+        return False
+
+
+def _mark_checked(t: Tensor, T: float) -> None:
+    try:
+        t._sdelab_time_ok = (T, t._version)
+    except (RuntimeError, AttributeError):
+        pass
 
 
 def check_time_like(x: Tensor, t: Time, T: float, *, name: str = "t") -> Time:
