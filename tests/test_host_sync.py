@@ -82,3 +82,18 @@ def test_the_counter_sees_reads():
         t = torch.arange(6.0)
         bool(t.sum() > 0), t.tolist(), float(t[0])
     assert stats["reads"] == 3 and stats["largest"] == 6
+
+
+def test_a_batch_of_times_is_read_once_per_score_call():
+    """The mixture score with t of shape (B,) checks t's values once (one host read), not once
+    per coefficient; a tensor changed in place after its check is checked again."""
+    sde = sdelab.VPSDE()
+    score = MIX.score(sde)
+    x = torch.zeros(16, 2)
+    t = torch.full((16,), 0.5)
+    with count_host_reads() as stats:
+        score(x, t)
+    assert stats["reads"] == 1
+    t.add_(1.0)  # now outside [0, T]
+    with pytest.raises(ValueError, match=r"t must lie in \[0, T\]"):
+        score(x, t)
