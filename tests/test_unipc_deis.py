@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import sdelab
 from sdelab import DEIS, DiscreteVPSDE, UniPC
+from sdelab.solvers import Corrector
 
 diffusers = pytest.importorskip("diffusers")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 in diffusers
@@ -142,3 +144,128 @@ def test_deis_equals_diffusers(order, lof, steps):
     x_T, ours = _run_sdelab(sched, sde, solver, False, seed=steps + order)
     theirs = _run_diffusers(sched, sde, x_T, False)
     assert _rel(ours, theirs) < REL
+
+
+# --- where diffusers differs, shown --------------------------------------------------------------
+@pytest.mark.parametrize(("variant", "x0"), [("bh1", True), ("bh2", False)])
+def test_diffusers_final_zero_step_is_nan_for_bh1_and_noise_prediction(variant, x0):
+    """diffusers' last step to sigma = 0 multiplies 0 by an infinite B(h) (bh1) or by an
+    infinite h*phi_1 (noise prediction, lambda = inf) and returns NaN; sdelab's `denoise=True`
+    step is the finite limit D(x, t) of that step."""
+    sched = diffusers.UniPCMultistepScheduler(
+        solver_order=2, solver_type=variant, predict_x0=x0, final_sigmas_type="zero"
+    )
+    sched.set_timesteps(10)
+    sde = DiscreteVPSDE.from_diffusers(sched.config)
+    solver = UniPC(order=2, variant=variant, predict="data" if x0 else "noise", final_denoise=True)
+    x_T, ours = _run_sdelab(sched, sde, solver, False, seed=0)
+    assert torch.isfinite(ours).all()
+    assert torch.isnan(_run_diffusers(sched, sde, x_T, False)).all()
+
+
+def test_karras_timestep_rounding_quirk():
+    """With use_karras_sigmas diffusers calls the model at the rounded training step of each
+    level while its update uses the level itself; sdelab (and the equivalence test's diffusers
+    loop) evaluates the model at the level's own fractional step. The rounding shows."""
+    sched = diffusers.UniPCMultistepScheduler(solver_order=2, use_karras_sigmas=True)
+    sched.set_timesteps(10)
+    sde = DiscreteVPSDE.from_diffusers(sched.config)
+    x_T, ours = _run_sdelab(sched, sde, UniPC(order=2, final_denoise=True), True, seed=0)
+    sched.sigmas = _float64_levels(sched, True)
+    x = x_T
+    for tau in sched.timesteps:
+        x = sched.step(eps_model(x, tau), tau, x).prev_sample
+    assert 1e-7 < _rel(ours, x) < 1e-2
+
+
+# --- composition with a corrector ------------------------------------------------------------------
+class _Still(Corrector):
+    """A corrector that leaves x where it is (but is announced to the predictor)."""
+
+    def update(self, sde, score, x, t, dt, generator):
+        return x
+
+
+def test_a_corrector_replaces_unic_and_keeps_the_history():
+    sde, steps = sdelab.VPSDE(), 12
+    score = MIX.score(sde)
+
+    def run(solver):
+        return sdelab.sample(sde, score, solver, (32, 2), steps=steps, schedule="logsnr",
+                             generator=torch.Generator().manual_seed(3), dtype=F64).x  # fmt: skip
+
+    moved = run(sdelab.PC(UniPC(order=3), _Still()))
+    assert torch.equal(moved, run(UniPC(order=3, disable_corrector=tuple(range(steps)))))
+    assert not torch.equal(moved, run(UniPC(order=3)))
+    assert torch.equal(run(sdelab.PC(DEIS(), _Still())), run(DEIS()))
+
+
+# --- orders on the oracle ---------------------------------------------------------------------------
+MIX = sdelab.GaussianMixture([[-1.0, 0.0], [1.0, 0.5]], [[0.8, 1.0], [1.0, 0.7]], [0.4, 0.6])
+LADDER = (160, 320, 640)
+ORDER_CASES = [
+    *[(UniPC(order=o, variant=v, lower_order_final=False), o + 1) for o in (1, 2, 3) for v in ("bh1", "bh2")],
+    (UniPC(order=2, predict="noise", lower_order_final=False), 3),
+    *[(DEIS(order=o), o) for o in (1, 2, 3)],
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def flow_reference():
+    """The exact probability-flow map of the prior draw (DOP853 at 1e-10), VP, eps = 1e-3."""
+    sde = sdelab.VPSDE()
+    ode = sdelab.ProbabilityFlowODE(method="DOP853", rtol=1e-10, atol=1e-10)
+    x = sdelab.sample(sde, MIX.score(sde), ode, (64, 2), generator=torch.Generator().manual_seed(0),
+                      dtype=F64).x  # fmt: skip
+    return sde, x
+
+
+@pytest.mark.parametrize(("solver", "declared"), ORDER_CASES, ids=repr)
+def test_order_on_the_oracle(solver, declared, flow_reference):
+    """Pathwise error against the exact flow on the log-SNR grid, where it is asymptotic
+    (160-640 steps on a smooth mixture; DEIS-3 is still pre-asymptotic at 40-160, slope 3.5)."""
+    sde, ref = flow_reference
+    errs = []
+    for steps in LADDER:
+        x = sdelab.sample(sde, MIX.score(sde), solver, (64, 2), steps=steps, schedule="logsnr",
+                          generator=torch.Generator().manual_seed(0), dtype=F64).x  # fmt: skip
+        errs.append((x - ref).norm(dim=1).max().item())
+    slope = -np.polyfit(np.log(LADDER), np.log(errs), 1)[0]
+    assert abs(slope - declared) < 0.3, (errs, slope)
+    if isinstance(solver, UniPC):
+        assert solver.effective_order == declared
+
+
+# --- bad input --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: UniPC(order=4), r"order must be 1, 2 or 3, got order=4"),
+        (lambda: UniPC(order=0), r"order must be 1, 2 or 3, got order=0"),
+        (lambda: UniPC(order=True), r"order must be 1, 2 or 3, got order=True"),
+        (lambda: UniPC(variant="bh3"), r"variant must be one of \('bh1', 'bh2'\), got 'bh3'"),
+        (lambda: UniPC(predict="x0"), r"predict must be one of \('data', 'noise'\), got 'x0'"),
+        (lambda: UniPC(disable_corrector=[-1]), r"disable_corrector must be .*integers >= 0.*-1"),
+        (lambda: UniPC(disable_corrector=["a"]), r"disable_corrector must be .*'a'"),
+        (lambda: UniPC(lower_order_final=1), r"lower_order_final must be a bool, got 1"),
+        (lambda: DEIS(order=4), r"DEIS order must be 1, 2 or 3, got order=4"),
+        (lambda: DEIS(order=2.5), r"DEIS order must be 1, 2 or 3, got order=2.5"),
+        (lambda: DEIS(lower_order_final="yes"), r"lower_order_final must be a bool, got 'yes'"),
+    ],
+)
+def test_bad_options_raise(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
+
+
+@pytest.mark.parametrize("solver", [UniPC(), DEIS()], ids=repr)
+def test_needs_a_linear_sde(solver):
+    with pytest.raises(TypeError, match=f"{type(solver).__name__} needs a linear SDE.*got Geom"):
+        solver.init(sdelab.GeometricBrownianMotion(), torch.ones(4, 1), [1.0, 0.5])
+
+
+def test_disable_corrector_accepts_a_list_and_stays_hashable():
+    solver = UniPC(disable_corrector=[0, 2])
+    assert solver.disable_corrector == (0, 2) and hash(solver) == hash(
+        UniPC(disable_corrector=(0, 2))
+    )
