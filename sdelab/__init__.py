@@ -32,6 +32,7 @@ from .sde import (
     SubVPSDE,
 )
 from .solvers import (
+    DEIS,
     PC,
     AncestralSampling,
     AnnealedLangevin,
@@ -40,11 +41,13 @@ from .solvers import (
     ProbabilityFlowODE,
     ReverseDiffusion,
     TorchSDE,
+    UniPC,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEIS",
     "PC",
     "SDE",
     "VESDE",
@@ -72,6 +75,7 @@ __all__ = [
     "SubVPSDE",
     "Times",
     "TorchSDE",
+    "UniPC",
     "UniformLogSNR",
     "UniformTime",
     "bits_per_dim",

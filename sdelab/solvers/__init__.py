@@ -2,14 +2,17 @@
 
 from .ancestral import AncestralSampling
 from .base import AdaptiveResult, AdaptiveSolver, CountingScore, Solver
+from .deis import DEIS
 from .euler_maruyama import EulerMaruyama
 from .langevin import AnnealedLangevin, Langevin
 from .ode import ProbabilityFlowODE
 from .pc import PC, Corrector, Predictor
 from .reverse_diffusion import ReverseDiffusion
 from .torchsde import TorchSDE
+from .unipc import UniPC
 
 __all__ = [
+    "DEIS",
     "PC",
     "AdaptiveResult",
     "AdaptiveSolver",
@@ -24,4 +27,5 @@ __all__ = [
     "ReverseDiffusion",
     "Solver",
     "TorchSDE",
+    "UniPC",
 ]

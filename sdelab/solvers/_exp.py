@@ -25,7 +25,16 @@ from torch import Tensor
 
 from ..sde.base import SDE, check_linear_sde
 
-__all__ = ["Coeffs", "coeffs", "data_prediction", "noise_from_data", "require_linear"]
+__all__ = [
+    "Coeffs",
+    "coeffs",
+    "data_prediction",
+    "multistep_order",
+    "noise_from_data",
+    "noise_prediction",
+    "push",
+    "require_linear",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +79,26 @@ def noise_from_data(x: Tensor, d: Tensor, c: Coeffs) -> Tensor:
     r"""The noise prediction that goes with the data prediction $D$:
     $\hat\epsilon = (x - m(t)\,D)/\sigma(t)$ (so $s = -\hat\epsilon/\sigma$)."""
     return (x - c.m * d) / c.sigma
+
+
+# --- multistep bookkeeping (UniPC, DEIS): the history of model outputs and the order per step --
+
+
+def noise_prediction(score, x: Tensor, c: Coeffs) -> Tensor:
+    r"""$\hat\epsilon(x, t) = -\sigma(t)\,s(x, t)$: the noise prediction, one score evaluation
+    (for a noise model wrapped by `sdelab.score_from_noise` this is the model's own output)."""
+    return (-c.sigma) * score(x, c.t)
+
+
+def push(history: tuple, item, keep: int) -> tuple:
+    """``history`` with ``item`` appended, keeping the last ``keep`` entries (oldest first)."""
+    return (*history, item)[-keep:]
+
+
+def multistep_order(order: int, available: int, remaining: int | None) -> int:
+    r"""The order of a multistep step: at most ``order``, at most the ``available`` model
+    outputs (the lower-order warm-up), and, unless ``remaining`` is ``None``, at most
+    ``remaining + 1`` (the lower-order final steps: order 1 on the last step, 2 on the one
+    before, ...)."""
+    p = min(order, available)
+    return p if remaining is None else min(p, remaining + 1)
