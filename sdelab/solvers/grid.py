@@ -66,12 +66,20 @@ class GridSolver(Solver):
     Attributes:
         order: the order of convergence of the deterministic method (pathwise, against the
             exact probability-flow map), or ``None``; stochastic methods declare
-            ``weak_order`` instead or as well.
+            ``weak_order`` instead or as well. Where a method's ``order`` option is not that
+            (UniPC's), `convergence_order` is.
         nfe_per_step: score evaluations per step once warmed up (informational).
     """
 
     order: float | None = None
     weak_order: float | None = None
+
+    @property
+    def convergence_order(self) -> float | None:
+        """The order the pathwise error against the exact flow falls with: ``order``, unless
+        the method's ``order`` option means something else (`UniPC`: the predictor's order,
+        one less than the corrected method's)."""
+        return self.order
 
     def init(self, sde: SDE, x: Tensor, times: list[float]) -> Any:
         """The state before the first step (default ``None``); ``times`` is the whole grid."""
