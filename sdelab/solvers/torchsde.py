@@ -232,6 +232,10 @@ class TorchSDE(AdaptiveSolver):
                 else:
                     ts = torch.tensor(outs, dtype=torch.float64)
                     ys.extend(self._sdeint(system, y0, ts, counting, dt)[1:])
+        except AssertionError as err:  # torchsde asserts on a NaN error estimate
+            if "nan" not in str(err).lower():
+                raise
+            raise self._nonfinite(score) from err
         finally:
             counting.close()
 
@@ -240,6 +244,17 @@ class TorchSDE(AdaptiveSolver):
             result.times = -torch.tensor(outs, dtype=x.dtype, device=x.device)
             result.trajectory = torch.stack(ys).reshape(len(ys), *shape)
         return result
+
+    def _nonfinite(self, score) -> FloatingPointError:
+        """The error for torchsde's NaN error estimate: the score's first non-finite output
+        if there was one (raised by `CountingScore.check`), else the solver diverged."""
+        where = f" (in torchsde's adaptive {self.method!r} integration)"
+        if isinstance(score, CountingScore):
+            score.check(lambda k: where)
+        return FloatingPointError(
+            f"torchsde's error estimate became NaN although every score evaluation was "
+            f"finite{where}: the integration diverged; try smaller rtol/atol"
+        )
 
     def _sdeint(self, system, y0: Tensor, ts: Tensor, bm, dt: float) -> Tensor:
         import torchsde
