@@ -74,6 +74,19 @@ class TorchSDE(AdaptiveSolver):
     NFE and never synchronises with the host, so pass ``adaptive=False`` and ``steps`` for
     the fastest runs.
 
+    **Stability.** With ``adaptive=False`` a step beyond the stable one gives *finite*
+    garbage: on the tests' 2-D mixture with the exact score (sliced $W_2$ in data stds; noise
+    floor about 0.1; ``benchmarks/stability_limits.py``) ``"srk"`` on VE is 50-1000 stds off
+    below 8 steps and 1.8 at 10, at the floor from 15; on VP 6 at 2 steps, 0.8 at 3, at the
+    floor from 5; ``"euler"`` is as `sdelab.EulerMaruyama` (VE 0.6 at 10 steps). SRA1's
+    noise stage amplifies the increment by about $h\lambda$, so on VE it needs more steps
+    than Euler, on VP fewer. `solve` therefore warns (``RuntimeWarning``) when `std_ratio`, the
+    exact std of the method on $\mathcal N(0, I)$ data on this grid over the true one, is
+    outside $[1/1.5, 1.5]$ (VE with $\sigma_{\max} = 50$: ``"srk"`` below 14 steps,
+    ``"euler"`` below 11; VP: below 4), naming the next step count that passes; Python
+    floats only, no sync. Adaptive stepping never needs it: at ``rtol = atol`` from ``1e-1``
+    to ``1e-3`` it stays at the floor (100-400 NFE).
+
     Args:
         method: ``"euler"``, ``"milstein"`` or ``"srk"``.
         adaptive: torchsde's adaptive stepping: each attempt is one full step and two half
@@ -323,15 +336,15 @@ def std_ratio(sde: LinearSDE, times: list[float], method: str = "euler") -> floa
 
     The result is $\sqrt{V_N / v_\varepsilon}$ for the decreasing ``times``
     $T = t_0 > \dots > t_N = \varepsilon$. It matches torchsde's sample std on such data
-    to a few per cent; see ``benchmarks/stability_limits.py`` for mixtures.
+    to about 1% (``tests/test_bad_inputs.py``); ``benchmarks/stability_limits.py`` measures
+    mixtures.
     """
-    lam = lambda t: (
-        sde.drift_coeff(t)
-        + sde.diffusion(t) ** 2
-        / (  # noqa: E731
+
+    def lam(t: float) -> float:  # the reverse drift's coefficient for N(0, I) data
+        return sde.drift_coeff(t) + sde.diffusion(t) ** 2 / (
             sde.mean_coeff(t) ** 2 + sde.std(t) ** 2
         )
-    )
+
     var = sde.prior_std**2
     for t, t_next in itertools.pairwise(times):
         h = t - t_next
