@@ -143,18 +143,90 @@ def check_batched(name: str, x: Tensor) -> Tensor:
 
 def check_finite(name: str, x: Tensor) -> Tensor:
     """Raise unless every entry of ``x`` is finite (one host synchronisation)."""
-    if not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{name} must be finite, but {bad} of its {x.numel()} entries are NaN/inf")
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = ~finite
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        at = ", ".join(map(str, first))
+        raise ValueError(
+            f"{name} must be finite, but {int(bad.sum())} of its {x.numel()} entries are NaN/inf "
+            f"(the first, {name}[{at}], is {x[first].item()})"
+        )
     return x
 
 
 def check_like(name: str, out: object, x: Tensor) -> Tensor:
-    """Raise unless a model's output ``out`` (named ``name``) is a tensor shaped like ``x``."""
+    """Raise unless a model's output ``out`` (named ``name``) is a tensor like ``x``: the same
+    shape (``ValueError``), device (``ValueError``) and dtype (``TypeError``).
+
+    Only tensor attributes are compared, so the check never synchronises with the device. A
+    float64 output for float32 ``x`` would otherwise silently promote the samples to float64,
+    and an integer or float16 one silently lose precision.
+    """
     if not isinstance(out, Tensor) or out.shape != x.shape:
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"{name} must return a tensor shaped like x {tuple(x.shape)}, got {got}")
+    if out.device != x.device:
+        raise ValueError(
+            f"{name} must return a tensor on x's device {x.device}, got device {out.device}"
+        )
+    if out.dtype != x.dtype:
+        raise TypeError(
+            f"{name} must return a tensor of x's dtype {x.dtype}, got dtype {out.dtype} "
+            f"(cast inside the model, e.g. .to(x.dtype))"
+        )
     return out
+
+
+def check_dtype(name: str, dtype: object) -> torch.dtype | None:
+    """Return ``dtype``, raising ``TypeError`` unless it is ``None`` or a floating
+    ``torch.dtype``."""
+    if dtype is None:
+        return None
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or dtype.is_complex:
+        raise TypeError(
+            f"{name} must be a floating torch.dtype (torch.float32, torch.float64, ...) or None, "
+            f"got {dtype!r}"
+        )
+    return dtype
+
+
+def check_device(name: str, device: object) -> torch.device | None:
+    """Return ``device`` as a ``torch.device`` (``None`` stays ``None``), raising ``TypeError``
+    or ``ValueError`` with the argument's name instead of torch's parser error."""
+    if device is None or isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str | int) or isinstance(device, bool):
+        raise TypeError(
+            f"{name} must be a torch.device, a string such as 'cpu' or 'cuda:0', or None, got "
+            f"{_short(device)}"
+        )
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{name} must name a torch device such as 'cpu' or 'cuda:0', got {device!r} ({err})"
+        ) from None
+
+
+def check_generator(
+    generator: object, device: torch.device | None, *, drawn: str = "the samples"
+) -> torch.Generator | None:
+    """Return ``generator``, raising unless it is ``None`` or a ``torch.Generator`` whose device
+    type is that of ``device`` (where ``drawn`` are drawn; ``None`` means any)."""
+    if generator is None:
+        return None
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or "
+            f"None, got {_short(generator)}"
+        )
+    if device is not None and generator.device.type != device.type:
+        raise ValueError(
+            f"generator is on device {generator.device} but {drawn} are drawn on device "
+            f"{device}; create the generator there: torch.Generator(device={str(device)!r})"
+        )
+    return generator
 
 
 def check_shape(shape: Sequence[int]) -> tuple[int, ...]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._checks import check_batched, check_finite, check_int, check_positive
+from ._checks import check_batched, check_finite, check_generator, check_int, check_positive
 from ._ode import ODEOptions, solve
 from .sde.base import SDE, check_sde
 from .sde.reverse import Score
@@ -337,6 +337,19 @@ def _check_range(data_range) -> tuple[float, float]:
     return lo, hi
 
 
+def _check_in_range(x: Tensor, lo: float, hi: float) -> None:
+    r"""Raise unless ``x`` lies in ``data_range`` ``[lo, hi]`` (one host sync): outside it the
+    offset $n - \log_2(b - a)$ of `bits_per_dim` does not apply. A few ulps of ``x``'s dtype
+    are allowed for the rounding in `dequantize`."""
+    x_lo, x_hi = (float(v) for v in torch.aminmax(x.detach()))
+    slack = 4 * torch.finfo(x.dtype).eps * max(abs(lo), abs(hi), hi - lo)
+    if x_lo < lo - slack or x_hi > hi + slack:
+        raise ValueError(
+            f"x must lie in data_range [{lo}, {hi}] (the dequantised data), got values in "
+            f"[{x_lo:.6g}, {x_hi:.6g}]; pass the data_range the levels were spread over"
+        )
+
+
 def dequantize(
     k: Tensor,
     *,
@@ -404,6 +417,8 @@ def bits_per_dim(
     if not isinstance(logp, Tensor) or logp.shape != (x.shape[0],):
         got = tuple(logp.shape) if isinstance(logp, Tensor) else type(logp).__name__
         raise ValueError(f"logp must have shape (B,) = ({x.shape[0]},) like x's batch, got {got}")
+    check_finite("logp", logp)  # NaN/inf log-likelihoods would give NaN/inf bpd
+    _check_in_range(x, lo, hi)
     D = x[0].numel()
     log_delta = math.log(hi - lo) - n_bits * _LN2
     return -(logp + D * log_delta) / (D * _LN2)
@@ -431,15 +446,7 @@ def _check_eps(eps: float, sde: SDE) -> float:
 
 
 def _check_generator(generator, x: Tensor) -> None:
-    if generator is None:
-        return
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if generator.device.type != x.device.type:
-        raise ValueError(
-            f"generator is on device {generator.device} but x is on device {x.device}; the "
-            f"probes are drawn on x's device"
-        )
+    check_generator(generator, x.device, drawn="the Hutchinson probes (on x's device)")
 
 
 def _prior(sde: SDE, prior_logp, z: Tensor) -> Tensor:

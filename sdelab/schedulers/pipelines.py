@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._checks import _short, check_int, check_positive
+from ..solvers.base import CountingScore
 from ._outputs import ImagePipelineOutput
 from ._random import Generator, check_generator, randn
 from .ve import ScoreSdeVeScheduler
@@ -177,7 +178,30 @@ class _ScoreSdePipeline:
         sched.set_timesteps(num_inference_steps, device=device)
         return sample.to(device)
 
-    def _finish(self, x_mean: Tensor, output_type: str, return_dict: bool):
+    def _counted_model(self) -> CountingScore:
+        """The model as ``unet(sample, t)`` (`call_model`), wrapped to count its calls and
+        record on the device whether each output was finite (no host sync per step)."""
+        return CountingScore(lambda x, c: call_model(self.unet, x, c), name="unet(sample, t)")
+
+    def _finish(
+        self,
+        x_mean: Tensor,
+        output_type: str,
+        return_dict: bool,
+        model: CountingScore,
+        calls_per_step: int,
+    ):
+        """Check the run (one host sync) and convert the final sample to ``output_type``.
+
+        Raises ``FloatingPointError`` naming the first model evaluation and step that returned
+        NaN/inf (NaN would otherwise become NaN arrays, or black PIL images after clamping)."""
+        steps = len(self.scheduler.timesteps)
+        model.check(lambda k: f" (in pipeline step {(k - 1) // calls_per_step + 1} of {steps})")
+        if not bool(torch.isfinite(x_mean).all()):
+            raise FloatingPointError(
+                "the final sample contains NaN or inf although every unet(sample, t) output was "
+                "finite: the sampler diverged (try more num_inference_steps)"
+            )
         images = to_images(x_mean, output_type)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
@@ -230,15 +254,16 @@ class ScoreSdeVePipeline(_ScoreSdePipeline):
         sched = self.scheduler
         sched.set_sigmas(num_inference_steps)
         ones = torch.ones(sample.shape[0], device=sample.device)
+        model = self._counted_model()
         mean = sample
         for i, t in enumerate(self.progress_bar(sched.timesteps)):
             sigma = sched.sigmas[i] * ones
             for _ in range(sched.config.correct_steps):
-                score = call_model(self.unet, sample, sigma)
+                score = model(sample, sigma)
                 sample = sched.step_correct(score, sample, generator=generator).prev_sample
-            score = call_model(self.unet, sample, sigma)
+            score = model(sample, sigma)
             sample, mean = sched.step_pred(score, t, sample, generator=generator, return_dict=False)
-        return self._finish(mean, output_type, return_dict)
+        return self._finish(mean, output_type, return_dict, model, sched.config.correct_steps + 1)
 
 
 class ScoreSdeVpPipeline(_ScoreSdePipeline):
@@ -292,11 +317,12 @@ class ScoreSdeVpPipeline(_ScoreSdePipeline):
         sample = self._start(batch_size, num_inference_steps, generator, output_type)
         sched = self.scheduler
         ones = torch.ones(sample.shape[0], device=sample.device, dtype=sample.dtype)
+        model = self._counted_model()
         mean = sample
         for t in self.progress_bar(sched.timesteps):
             tb = t * ones
-            eps = call_model(self.unet, sample, tb * self.time_scale)
+            eps = model(sample, tb * self.time_scale)
             sample, mean = sched.step_pred(eps, sample, tb, generator=generator)
         if self.centered and output_type != "latent":
             mean = (mean + 1) / 2
-        return self._finish(mean, output_type, return_dict)
+        return self._finish(mean, output_type, return_dict, model, 1)

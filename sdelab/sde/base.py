@@ -22,6 +22,9 @@ from .. import _tmath as tm
 from .._checks import (
     Time,
     check_batched,
+    check_device,
+    check_dtype,
+    check_generator,
     check_int,
     check_positive,
     check_shape,
@@ -128,9 +131,14 @@ class SDE(ItoSDE):
         r"""Draw from the prior $p_T = \mathcal N(0, \sigma_p^2 I)$.
 
         ``device`` defaults to the generator's device (else the default device), ``dtype`` to
-        torch's default dtype.
+        torch's default dtype. Every sampler draws its prior here, so this is where
+        ``generator`` (a ``torch.Generator`` on ``device``, or ``None``), ``device`` and
+        ``dtype`` (floating) are checked.
         """
         shape = check_shape(shape)
+        dtype = check_dtype("dtype", dtype)
+        device = check_device("device", device)
+        check_generator(generator, device)
         if device is None and generator is not None:
             device = generator.device
         z = torch.randn(shape, generator=generator, device=device, dtype=dtype)

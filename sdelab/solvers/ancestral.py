@@ -44,6 +44,12 @@ class AncestralSampling(Predictor):
 
     Both are first-order accurate. $\Delta t$ is the sampler's own grid step. One score
     evaluation per step. Needs a `LinearSDE` (VP, sub-VP, VE, Ornstein-Uhlenbeck).
+
+    **Stability.** Every step is a Tweedie mean plus an exact-law variance, so no grid makes
+    it diverge; coarse grids are only inaccurate. Measured on the tests' 2-D mixture with the
+    exact score (sliced $W_2$ in data stds; noise floor about 0.1;
+    ``benchmarks/stability_limits.py``): at most 0.66 stds off at 2 steps (VP; 0.54 on VE), 0.35 at 5, at the
+    floor from about 20 steps on both.
     """
 
     variance: str = "posterior"

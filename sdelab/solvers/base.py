@@ -37,9 +37,9 @@ class Solver(abc.ABC):  # noqa: B024 - a marker base: predictors, correctors, ad
 
 
 class CountingScore:
-    r"""Wraps a score ``s(x, t)``: counts every call (the NFE), checks the output's shape, and
-    records on the device whether each output was finite, so no host synchronisation happens
-    per call.
+    r"""Wraps a score ``s(x, t)``: counts every call (the NFE), checks that the output is like
+    ``x`` (shape, dtype and device, `sdelab._checks.check_like`), and records on the device
+    whether each output was finite, so no host synchronisation happens per call.
 
     Per call it keeps the output's minimum and maximum (one cheap reduction, ``aminmax``: a NaN
     or an infinity anywhere shows up in them, with no false alarm from overflow); every
@@ -47,15 +47,21 @@ class CountingScore:
     stays flat however many calls are made. Read the result once at the end with `check` or
     `first_nonfinite`.
 
+    Args:
+        score: the callable ``score(x, t)``.
+        name: how messages name it (the pipelines wrap their model as ``unet(sample, t)``).
+
     Attributes:
         nfe: the number of score evaluations so far (each call on a batch counts once).
     """
 
     _FOLD_EVERY = 256
 
-    def __init__(self, score: Score) -> None:
+    def __init__(self, score: Score, name: str = "score(x, t)") -> None:
+        self.name = name
+        self._arg = name.split("(")[0]  # "score", "unet": the argument the messages name
         if not callable(score):
-            raise TypeError(f"score must be callable as score(x, t), got {type(score).__name__}")
+            raise TypeError(f"{self._arg} must be callable as {name}, got {type(score).__name__}")
         self.score = score
         self.nfe = 0
         self._pending: list[Tensor] = []  # min, max of each call not folded yet
@@ -64,7 +70,7 @@ class CountingScore:
 
     def __call__(self, x: Tensor, t: Time) -> Tensor:
         s = self.score(x, t)
-        check_like("score(x, t)", s, x)
+        check_like(self.name, s, x)  # shape, dtype, device: attributes only, no sync
         self.nfe += 1
         if s.numel():
             self._pending.extend(torch.aminmax(s.detach()))
@@ -118,8 +124,8 @@ class CountingScore:
         k = self.first_nonfinite()
         if k:
             raise FloatingPointError(
-                f"score(x, t) returned NaN or inf, first at score evaluation {k} of {self.nfe}"
-                + (where(k) if where is not None else "")
+                f"{self.name} returned NaN or inf, first at {self._arg} evaluation {k} of "
+                f"{self.nfe}" + (where(k) if where is not None else "")
             )
 
 

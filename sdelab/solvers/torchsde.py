@@ -25,13 +25,15 @@ torchsde is in maintenance mode; everything it needs stays in this module.
 from __future__ import annotations
 
 import itertools
+import math
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from .._checks import check_int, check_positive
-from ..sde.base import SDE
+from ..sde.base import SDE, LinearSDE
 from .base import AdaptiveResult, AdaptiveSolver, CountingScore
 
 __all__ = ["TorchSDE"]
@@ -71,6 +73,19 @@ class TorchSDE(AdaptiveSolver):
     ~300 NFE at the default tolerance); with a fixed step SRK is about twice as accurate per
     NFE and never synchronises with the host, so pass ``adaptive=False`` and ``steps`` for
     the fastest runs.
+
+    **Stability.** With ``adaptive=False`` a step beyond the stable one gives *finite*
+    garbage: on the tests' 2-D mixture with the exact score (sliced $W_2$ in data stds; noise
+    floor about 0.1; ``benchmarks/stability_limits.py``) ``"srk"`` on VE is 50-1000 stds off
+    below 8 steps and 1.8 at 10, at the floor from 15; on VP 6 at 2 steps, 0.8 at 3, at the
+    floor from 5; ``"euler"`` is as `sdelab.EulerMaruyama` (VE 0.6 at 10 steps). SRA1's
+    noise stage amplifies the increment by about $h\lambda$, so on VE it needs more steps
+    than Euler, on VP fewer. `solve` therefore warns (``RuntimeWarning``) when `std_ratio`, the
+    exact std of the method on $\mathcal N(0, I)$ data on this grid over the true one, is
+    outside $[1/1.5, 1.5]$ (VE with $\sigma_{\max} = 50$: ``"srk"`` below 14 steps,
+    ``"euler"`` below 11; VP: below 4), naming the next step count that passes; Python
+    floats only, no sync. Adaptive stepping never needs it: at ``rtol = atol`` from ``1e-1``
+    to ``1e-3`` it stays at the floor (100-400 NFE).
 
     Args:
         method: ``"euler"``, ``"milstein"`` or ``"srk"``.
@@ -169,6 +184,7 @@ class TorchSDE(AdaptiveSolver):
         dt = min(dt, span)
         if not self.adaptive:
             dt = _fixed_step(span, dt)
+            self._warn_if_unstable(sde, float(t_start), float(t_end), dt)
 
         bm = torchsde.BrownianInterval(
             t0=-float(t_start),
@@ -232,6 +248,10 @@ class TorchSDE(AdaptiveSolver):
                 else:
                     ts = torch.tensor(outs, dtype=torch.float64)
                     ys.extend(self._sdeint(system, y0, ts, counting, dt)[1:])
+        except AssertionError as err:  # torchsde asserts on a NaN error estimate
+            if "nan" not in str(err).lower():
+                raise
+            raise self._nonfinite(score) from err
         finally:
             counting.close()
 
@@ -240,6 +260,39 @@ class TorchSDE(AdaptiveSolver):
             result.times = -torch.tensor(outs, dtype=x.dtype, device=x.device)
             result.trajectory = torch.stack(ys).reshape(len(ys), *shape)
         return result
+
+    def _warn_if_unstable(self, sde: SDE, t_start: float, t_end: float, dt: float) -> None:
+        """``RuntimeWarning`` when a fixed step is beyond the stable step (`std_ratio` off by
+        more than `STD_RATIO_LIMIT`); Python floats only, so it costs no host sync."""
+        if not isinstance(sde, LinearSDE):
+            return
+        times = [-s for s in _step_grid(-t_start, -t_end, dt)]
+        ratio = std_ratio(sde, times, self.method)
+        if 1 / STD_RATIO_LIMIT <= ratio <= STD_RATIO_LIMIT:
+            return
+        n = len(times) - 1
+        while n < 4096 and not _stable(sde, t_start, t_end, n, self.method):
+            n = max(n + 1, int(n * 1.1))
+        warnings.warn(
+            f"TorchSDE(method={self.method!r}, adaptive=False): the step dt={dt:.3g} "
+            f"({len(times) - 1} steps) is beyond the stable step on {sde!r}: for N(0, I) data "
+            f"and the exact score, {self.method!r} on this grid ends with {ratio:.3g} times the "
+            f"true std, so expect finite but wrong samples; use at least {n} steps or "
+            f"adaptive=True",
+            RuntimeWarning,
+            stacklevel=4,  # the caller of sample()
+        )
+
+    def _nonfinite(self, score) -> FloatingPointError:
+        """The error for torchsde's NaN error estimate: the score's first non-finite output
+        if there was one (raised by `CountingScore.check`), else the solver diverged."""
+        where = f" (in torchsde's adaptive {self.method!r} integration)"
+        if isinstance(score, CountingScore):
+            score.check(lambda k: where)
+        return FloatingPointError(
+            f"torchsde's error estimate became NaN although every score evaluation was "
+            f"finite{where}: the integration diverged; try smaller rtol/atol"
+        )
 
     def _sdeint(self, system, y0: Tensor, ts: Tensor, bm, dt: float) -> Tensor:
         import torchsde
@@ -256,6 +309,63 @@ class TorchSDE(AdaptiveSolver):
             atol=self.atol,
             dt_min=self.dt_min,
         )
+
+
+#: a fixed-step grid is flagged when `std_ratio` leaves [1/limit, limit]
+STD_RATIO_LIMIT = 1.5
+
+
+def std_ratio(sde: LinearSDE, times: list[float], method: str = "euler") -> float:
+    r"""The stability test of a fixed grid: the std that ``method`` ends with on
+    $\mathcal N(0, I)$ data with the exact score, over the true one (Python floats only).
+
+    For such data $p_t = \mathcal N(0, v_t I)$ with $v_t = m(t)^2 + \sigma(t)^2$ and the
+    reverse drift is linear, $b(x, t) = \lambda(t)\,x$ with $\lambda = a(t) + g(t)^2/v_t$
+    (the reverse-SDE analogue of Dahlquist's test equation), so each step of size $h$ from
+    $t_0$ maps the variance exactly, from $V_0 = \sigma_p^2$. Euler (and Milstein, the same
+    here) with $z = h\lambda(t_0)$:
+
+    $$ V \leftarrow (1 - z)^2\,V + g(t_0)^2 h . $$
+
+    SRA1 (``"srk"``, torchsde's tableau) with $z_0 = h\lambda(t_0)$,
+    $z_1 = h\lambda(t_0 - \tfrac34 h)$, $g_0 = g(t_0)$, $g_1 = g(t_0 - h)$ and the
+    space-time Lévy area ($\operatorname{Var} = h^3/3$, covariance $h^2/2$ with the increment):
+
+    $$ V \leftarrow \big(1 - \tfrac{z_0}3 - \tfrac{2z_1}3 + \tfrac{z_0 z_1}2\big)^2 V
+       + h\big(\tfrac{c^2}3 + c\,g_1 + g_1^2\big), \qquad c = g_0 - g_1 - z_1 g_1 . $$
+
+    The result is $\sqrt{V_N / v_\varepsilon}$ for the decreasing ``times``
+    $T = t_0 > \dots > t_N = \varepsilon$. It matches torchsde's sample std on such data
+    to about 1% (``tests/test_bad_inputs.py``); ``benchmarks/stability_limits.py`` measures
+    mixtures.
+    """
+
+    def lam(t: float) -> float:  # the reverse drift's coefficient for N(0, I) data
+        return sde.drift_coeff(t) + sde.diffusion(t) ** 2 / (
+            sde.mean_coeff(t) ** 2 + sde.std(t) ** 2
+        )
+
+    var = sde.prior_std**2
+    for t, t_next in itertools.pairwise(times):
+        h = t - t_next
+        g0 = sde.diffusion(t)
+        if method == "srk":
+            z0, z1, g1 = h * lam(t), h * lam(t - 0.75 * h), sde.diffusion(t_next)
+            c = g0 - g1 - z1 * g1
+            var = (1 - z0 / 3 - 2 * z1 / 3 + z0 * z1 / 2) ** 2 * var + h * (
+                c * c / 3 + c * g1 + g1 * g1
+            )
+        else:
+            var = (1.0 - h * lam(t)) ** 2 * var + g0 * g0 * h
+    end = times[-1]
+    return math.sqrt(var / (sde.mean_coeff(end) ** 2 + sde.std(end) ** 2))
+
+
+def _stable(sde: LinearSDE, t_start: float, t_end: float, steps: int, method: str) -> bool:
+    """Whether ``steps`` equal steps pass the `std_ratio` test."""
+    h = (t_start - t_end) / steps
+    ratio = std_ratio(sde, [t_start - i * h for i in range(steps)] + [t_end], method)
+    return 1 / STD_RATIO_LIMIT <= ratio <= STD_RATIO_LIMIT
 
 
 def _fixed_step(span: float, dt: float) -> float:
