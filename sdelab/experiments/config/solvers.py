@@ -288,21 +288,16 @@ def solver_call(spec: dict) -> str:
     return f"{sk.cls.__name__}({', '.join(args)})"
 
 
-def solver_legend(specs: list[dict]) -> list[tuple[str, str]]:
-    """(label, what it is) for each distinct label of ``specs``: the solver call and whether
-    its knob is a number of grid steps (``N=``) or a tolerance (``tol=``)."""
-    out: dict[str, str] = {}
+def solver_legend(specs: list[dict]) -> list[tuple[str, str, str]]:
+    """(label, solver call, knob) for each distinct label of ``specs``; the knob says whether
+    the label's ``N=`` is a number of grid steps or its ``tol=`` a tolerance."""
+    out: dict[str, tuple[str, str, str]] = {}
     for spec in specs:
         lab = solver_label(spec)
-        if lab in out:
-            continue
-        knob = (
-            "tol = rtol = atol, the solver picks its steps"
-            if is_adaptive(spec)
-            else "N = grid steps"
-        )
-        out[lab] = f"{solver_call(spec)}; {knob}"
-    return list(out.items())
+        if lab not in out:
+            knob = "tol=: rtol = atol, adaptive steps" if is_adaptive(spec) else "N=: grid steps"
+            out[lab] = (lab, solver_call(spec), knob)
+    return list(out.values())
 
 
 def build_solver(spec: dict, *, tol: float | None = None):
