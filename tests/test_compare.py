@@ -184,7 +184,10 @@ def test_table1_preset_structure_and_layout(tmp_path):
         ({"sdes": [{"kind": "vp", "sigma_max": 3.0}]}, "unknown key sdes[0].sigma_max"),
         ({"sdes": ["vp", "vp"]}, "two entries named 'VP'"),
         ({"solvers": ["rk4"]}, r"solvers[0].kind = 'rk4'"),
-        ({"solvers": [{"kind": "langevin", "snr": -0.1}]}, "solvers[0].snr must be a finite number > 0"),
+        (
+            {"solvers": [{"kind": "langevin", "snr": -0.1}]},
+            "solvers[0].snr must be a finite number > 0",
+        ),
         ({"solvers": [{"kind": "langevin", "snr": "hi"}]}, "solvers[0].snr must be a finite"),
         ({"solvers": [{"kind": "euler_maruyama", "probability_flow": 1}]}, "true or false"),
         ({"solvers": [{"kind": "euler_maruyama", "snr": 0.1}]}, "unknown key solvers[0].snr"),
