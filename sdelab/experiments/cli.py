@@ -11,13 +11,14 @@ from pathlib import Path
 EPILOG = """\
 examples:
   sdelab compare --quick                      # reduced grid, < 30 s
-  sdelab compare                              # the built-in benchmark (a few minutes)
+  sdelab compare                              # the built-in benchmark (3 min idle, longer on a busy machine)
   sdelab compare --preset table1 --seeds 0 1 2
   sdelab compare --config examples/compare.toml --out my-results
   sdelab compare --score mymodel:score --data data.npy --sde vp --n-samples 1000
 
 A run appends to OUT/results.jsonl as each cell finishes; rerunning with the same --out
-resumes and computes only the missing cells.
+resumes and computes only the missing cells (failed cells are kept unless --retry-failed);
+a second run on the same --out is refused while the first holds its lock.
 """
 
 
