@@ -237,6 +237,20 @@ def test_resume_line_separates_this_runs_work(tmp_path):
     assert res.sampling_s == pytest.approx(res.records[-1]["wall_s"])
 
 
+def test_without_matplotlib_the_plots_are_skipped_with_a_note(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    res = compare({**SMALL, "steps": [3]}, tmp_path / "r", progress=False)
+    assert "nfe_plot" not in res.files and not list((tmp_path / "r").glob("*.png"))
+    assert 'pip install -e ".[plot]"' in res.report()
+
+
 # --- the solver registry --------------------------------------------------------------------
 
 
