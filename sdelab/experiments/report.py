@@ -243,7 +243,9 @@ def summary_table(
     (the minimum of noisy values is biased low, more so the more candidates there are). So
     an entry is not that minimum: among the configurations whose mean NFE is at most the
     budget, those within 2 standard errors (`Row.se`) of the lowest mean cannot be told
-    apart from it, and the entry is the **cheapest** of them (fewest NFE), e.g.
+    apart from it, and the entry is the **cheapest** of them (fewest NFE) whose standard
+    error is at most twice that of the lowest mean (a configuration whose seeds scatter
+    widely is tied with anything and says nothing), e.g.
     ``RD+L N=50 0.081 ± 0.004 (=3)``: its mean over seeds ± its standard error, and how many
     configurations are tied with the lowest mean (``=1``: a clear winner). An entry marked
     ``*`` is inside the noise-floor band (`at_floor`). A last row gives the cheapest
@@ -278,7 +280,10 @@ def summary_table(
                     continue
                 best = min(cand, key=lambda r: r.metrics[metric][0])
                 tied = _tied(cand, best, metric)
-                pick = min(tied, key=lambda r: (r.nfe, r.metrics[metric][0]))
+                # seeds that scatter widely make a configuration "tied" with anything: only
+                # those measured about as precisely as the lowest mean are chosen
+                sharp = [r for r in tied if r.se(metric) <= 2 * best.se(metric)]
+                pick = min(sharp, key=lambda r: (r.nfe, r.metrics[metric][0]))
                 mark = "*" if at_floor(pick, metric) else ""
                 line.append(
                     f"{pick.name} {_fmt(pick.metrics[metric][0], pick.se(metric))}{mark} "
