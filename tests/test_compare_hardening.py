@@ -120,6 +120,8 @@ def _cli_cases(tmp_path: Path, data_file: Path) -> list[tuple[list[str], str]]:
             "--score 'nomodule_h13:fn': cannot import module 'nomodule_h13'",
         ),
     ]
+    if Path("/proc").is_dir():  # exists, but nothing can be created in it, even by root
+        cases.append((["--out", "/proc/sdelab-h13/x"], "expected a writable folder"))
     if not torch.cuda.is_available():
         cases.append((["--device", "cuda"], "--device 'cuda': CUDA is not available"))
     if os.geteuid() != 0:  # root writes anywhere

@@ -201,7 +201,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"sdelab compare: {e}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"sdelab compare: --out {args.out!r}: {e.strerror or e}", file=sys.stderr)
+        print(
+            f"sdelab compare: --out {args.out!r} cannot be created or written "
+            f"({e.strerror or e}); expected a writable folder",
+            file=sys.stderr,
+        )
         return 2
     print()
     print(res.summary)
