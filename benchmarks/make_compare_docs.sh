@@ -53,7 +53,7 @@ for block, src in sources.items():
     if block == "example":
         body = "```toml\n" + body + "\n```"
     if block == "run":
-        keep = [ln for ln in body.splitlines() if " cells in " in ln or ln.startswith("wall clock")]
+        keep = [ln for ln in body.splitlines() if " computed in this run " in ln or ln.startswith("wall clock")]
         body = "```text\n" + "\n".join(keep) + "\n```"
     pat = re.compile(rf"(<!-- BEGIN {block} -->\n).*?(\n<!-- END {block} -->)", re.S)
     if not pat.search(text):

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
+from pathlib import Path
 
 EPILOG = """\
 examples:
   sdelab compare --quick                      # reduced grid, < 30 s
-  sdelab compare                              # the built-in benchmark (a few minutes)
+  sdelab compare                              # the built-in benchmark (3 min idle, longer on a busy machine)
   sdelab compare --preset table1 --seeds 0 1 2
   sdelab compare --config examples/compare.toml --out my-results
   sdelab compare --score mymodel:score --data data.npy --sde vp --n-samples 1000
 
 A run appends to OUT/results.jsonl as each cell finishes; rerunning with the same --out
-resumes and computes only the missing cells.
+resumes and computes only the missing cells (failed cells are kept unless --retry-failed);
+a second run on the same --out is refused while the first holds its lock.
 """
 
 
@@ -65,16 +69,92 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data", metavar="FILE", help="data sample (.npy or .pt, shape (N, ...)) for --score"
     )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="compute failed cells again (a rerun keeps them: sampling is deterministic)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run ``sdelab compare`` with parsed ``args``; returns the exit status."""
-    from .compare import compare
-    from .config import PRESETS, ConfigError, config_from_dict, load_config
+class UsageError(ValueError):
+    """A command-line value that cannot work; printed as one line, exit status 2."""
+
+
+def check_threads(n: int) -> int | None:
+    """``--threads``: an integer >= 0 (0 = torch's default); returns the value for
+    `compare` (``None`` for 0)."""
+    if n < 0:
+        raise UsageError(f"--threads must be an integer >= 0 (0 = torch's default), got {n}")
+    return n or None
+
+
+def check_device(name: str) -> str:
+    """``--device``: a torch device that exists on this machine."""
+    import torch
 
     try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(
+            f"--device {name!r} is not a torch device; expected cpu, cuda, cuda:N or mps"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(
+                f"--device {name!r}: CUDA is not available here (torch {torch.__version__}, "
+                f"{'built without CUDA' if torch.version.cuda is None else 'no GPU visible'}); "
+                f"expected --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(
+                f"--device {name!r}: expected a GPU index below "
+                f"{torch.cuda.device_count()} (the GPUs visible)"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name!r}: MPS is not available here; expected --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        try:
+            torch.empty(1, device=dev)
+        except (RuntimeError, ValueError) as e:
+            raise UsageError(f"--device {name!r} cannot be used here ({e}); expected cpu") from None
+    return name
+
+
+def check_out(path: str) -> Path:
+    """``--out``: a writable directory, or a path that can be created as one (nothing is
+    created here, so a refused grid leaves no folder behind)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"--out {path!r} exists and is not a directory; expected a folder")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(
+            f"--out {path!r} cannot be created: {str(probe)!r} is not a directory; "
+            f"expected a writable folder"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        what = "is not writable" if probe == p else f"cannot be created in {str(probe)!r}"
+        raise UsageError(f"--out {path!r} {what}; expected a writable folder")
+    return p
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"sdelab compare: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``sdelab compare`` with parsed ``args``; returns the exit status (0 done, 1 the
+    output folder is in use by another run, 2 an invalid argument or grid)."""
+    from .compare import compare
+    from .config import PRESETS, ConfigError, config_from_dict, load_config
+    from .runner import ResultsBusy
+
+    try:
+        threads = check_threads(args.threads)
         if args.config:
             base = load_config(args.config).to_dict()
         else:
@@ -96,28 +176,41 @@ def main(args: argparse.Namespace) -> int:
                     f"--metric {base['metric']} needs the analytic mixture, not --data"
                 )
         cfg = config_from_dict(base)
-        res = compare(
-            cfg,
-            args.out,
-            device=args.device,
-            score=args.score,
-            data=args.data,
-            progress=not args.no_progress,
-            plots=not args.no_plots,
-            threads=args.threads or None,
-        )
+        device = check_device(args.device)
+        out = check_out(args.out)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            res = compare(
+                cfg,
+                out,
+                device=device,
+                score=args.score,
+                data=args.data,
+                progress=not args.no_progress,
+                plots=not args.no_plots,
+                threads=threads,
+                retry_failed=args.retry_failed,
+            )
     except ConfigError as e:
         print(f"sdelab compare: invalid grid: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:
+    except ValueError as e:  # UsageError, --score / --data problems
         print(f"sdelab compare: {e}", file=sys.stderr)
+        return 2
+    except ResultsBusy as e:
+        print(f"sdelab compare: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(
+            f"sdelab compare: --out {args.out!r} cannot be created or written "
+            f"({e.strerror or e}); expected a writable folder",
+            file=sys.stderr,
+        )
         return 2
     print()
     print(res.summary)
-    print(
-        f"\n{len(res.records)} cells in {res.wall_s:.1f} s; sampling {res.sampling_s:.1f} s, "
-        f"{100 * res.score_share:.0f}% of it inside the score function"
-    )
+    print()
+    print(res.report())
     for role, path in res.files.items():
         print(f"  {role:<9} {path}")
     return 0

@@ -18,6 +18,8 @@ import torch
 from .config import CompareConfig, config_from_dict, load_config, preset
 from .report import (
     aggregate,
+    flag_outliers,
+    legend,
     plot_error_vs_nfe,
     plot_error_vs_time,
     results_table,
@@ -25,7 +27,7 @@ from .report import (
     summary_table,
     table1,
 )
-from .runner import UserProblem, run
+from .runner import UserProblem, results_lock, run_grid
 
 __all__ = ["CompareResult", "compare", "load_data", "load_score"]
 
@@ -39,9 +41,14 @@ class CompareResult:
         summary: the printed summary (best solver per NFE budget, or the Table-1 layout).
         files: paths written in the output folder, by role.
         wall_s: this call's total wall time.
-        sampling_s: the sampling wall time summed over the grid's cells (including cells
-            finished by an earlier, resumed run).
+        sampling_s: the sampling wall time summed over the cells this call computed.
         score_share: the share of ``sampling_s`` spent inside the score function.
+        computed: how many cells this call computed (the others were resumed from
+            ``results.jsonl``).
+        resumed: how many cells came from an earlier run.
+        failed: how many of the grid's cells failed (``error`` or ``diverged``).
+        flagged: how many configurations were flagged as outliers (`flag_outliers`).
+        notes: lines for the user (plots skipped, ...).
     """
 
     records: list[dict]
@@ -50,6 +57,30 @@ class CompareResult:
     wall_s: float = 0.0
     sampling_s: float = 0.0
     score_share: float = 0.0
+    computed: int = 0
+    resumed: int = 0
+    failed: int = 0
+    flagged: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def report(self) -> str:
+        """The one-paragraph account of this run printed after the summary."""
+        lines = [
+            f"{len(self.records)} cells: {self.computed} computed in this run "
+            f"(sampling {self.sampling_s:.1f} s, "
+            + (
+                f"{100 * self.score_share:.0f}% of it inside the score function)"
+                if self.computed
+                else "nothing to do)"
+            )
+            + f", {self.resumed} resumed from {self.files.get('results', 'results.jsonl')}; "
+            f"wall time {self.wall_s:.1f} s"
+        ]
+        if self.failed:
+            lines.append(f"{self.failed} cell(s) failed: see {self.files.get('table')}")
+        if self.flagged:
+            lines.append(f"{self.flagged} configuration(s) flagged as outliers (marked !)")
+        return "\n".join(lines + self.notes)
 
 
 def _resolve_config(config) -> CompareConfig:
@@ -88,7 +119,12 @@ def load_score(target: str) -> Callable:
             raise ValueError(f"--score: file {mod_name!r} does not exist")
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            raise ValueError(
+                f"--score {target!r}: running {mod_name!r} failed: {type(e).__name__}: {e}"
+            ) from None
     else:
         # like ``python -m``: the current directory is importable (a console script's
         # sys.path starts with its own folder instead)
@@ -97,6 +133,15 @@ def load_score(target: str) -> Callable:
             sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(mod_name)
+        except ImportError as e:
+            raise ValueError(
+                f"--score {target!r}: cannot import module {mod_name!r} ({e}); expected an "
+                f"importable module (the current directory is on the path) or a .py file"
+            ) from None
+        except Exception as e:
+            raise ValueError(
+                f"--score {target!r}: importing {mod_name!r} failed: {type(e).__name__}: {e}"
+            ) from None
         finally:
             if added:
                 sys.path.remove(os.getcwd())
@@ -161,6 +206,7 @@ def compare(
     plots: bool = True,
     threads: int | None = 1,
     echo: bool = False,
+    retry_failed: bool = False,
 ) -> CompareResult:
     """Run a solver comparison and write its results, tables and plots to ``out``.
 
@@ -182,6 +228,8 @@ def compare(
             (on a busy machine several threads can be ten times slower). ``None`` keeps
             torch's setting.
         echo: print the summary table.
+        retry_failed: compute failed cells again (a rerun keeps them otherwise: sampling is
+            deterministic given the seed, so they would fail the same way).
 
     Files written: ``results.jsonl``, ``config.json`` (the grid), ``summary.md`` (best
     solver per NFE budget, or the Table-1 layout), ``results.md`` (every configuration) and
@@ -202,37 +250,64 @@ def compare(
         )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with results_lock(out):
+        return _compare_locked(
+            cfg, out, device, user, progress, plots, threads, echo, retry_failed, t0
+        )
+
+
+def _compare_locked(cfg, out, device, user, progress, plots, threads, echo, retry_failed, t0):
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        records = run(cfg, out, device=device, user=user, progress=progress)
+        outcome = run_grid(
+            cfg, out, device=device, user=user, progress=progress, retry_failed=retry_failed
+        )
     finally:
         torch.set_num_threads(old_threads)
+    records = outcome.records
     rows = aggregate(records)
     metric = cfg.metric if any(cfg.metric in r.floor for r in rows) else "sw2"
-    sampling, share = score_share(records)
+    flagged = flag_outliers(rows, metric)
+    sampling, share = score_share(outcome.computed) if outcome.computed else (0.0, 0.0)
     if cfg.report == "table1":
         summary, md = table1(records, metric), table1(records, metric, markdown=True)
     else:
         summary, md = summary_table(rows, metric), summary_table(rows, metric, markdown=True)
+    summary += "\n\n" + legend(rows)
+    md += "\n\n" + legend(rows, markdown=True)
     files = {"results": out / "results.jsonl", "config": out / "config.json"}
     files["summary"] = out / "summary.md"
     files["summary"].write_text(md + "\n")
     files["table"] = out / "results.md"
-    files["table"].write_text(results_table(rows, markdown=True) + "\n")
+    files["table"].write_text(
+        results_table(rows, markdown=True) + "\n\n" + legend(rows, markdown=True) + "\n"
+    )
+    notes = []
+    if plots and importlib.util.find_spec("matplotlib") is None:
+        plots = False
+        notes.append('plots skipped: matplotlib is not installed (pip install -e ".[plot]")')
     if plots:
         files["nfe_plot"] = out / "error_vs_nfe.png"
         files["time_plot"] = out / "error_vs_time.png"
         plot_error_vs_nfe(rows, files["nfe_plot"], metric)
         plot_error_vs_time(rows, files["time_plot"], metric)
-    res = CompareResult(records, summary, files, time.perf_counter() - t0, sampling, share)
+    res = CompareResult(
+        records,
+        summary,
+        files,
+        time.perf_counter() - t0,
+        sampling,
+        share,
+        computed=len(outcome.computed),
+        resumed=outcome.resumed,
+        failed=sum(r["status"] != "ok" for r in records),
+        flagged=len(flagged),
+        notes=notes,
+    )
     if echo:
         print(summary)
-        print(
-            f"\n{len(records)} cells; sampling time {sampling:.1f} s, {100 * share:.0f}% of it "
-            f"inside the score function; results in {out}/",
-            file=sys.stdout,
-        )
+        print("\n" + res.report(), file=sys.stdout)
     return res

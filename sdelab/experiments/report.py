@@ -15,13 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import solver_label
+from .config import solver_label, solver_legend
 from .metrics import METRICS
 
 __all__ = [
     "Row",
     "aggregate",
     "at_floor",
+    "flag_outliers",
+    "legend",
     "plot_error_vs_nfe",
     "plot_error_vs_time",
     "results_table",
@@ -52,6 +54,8 @@ class Row:
     floor_sd: dict[str, float] = field(default_factory=dict)  # spread of one exact sample
     status: str = "ok"
     sde_kind: str = ""
+    error: str = ""  # the first failed seed's error message
+    flagged: bool = False  # an outlier among its peers (`flag_outliers`)
 
     @property
     def knob(self) -> str:
@@ -60,9 +64,18 @@ class Row:
 
     @property
     def name(self) -> str:
-        """Solver and its knob, e.g. ``RD+L@100`` or ``PF-ODE@1e-3``."""
-        knob = f"{self.tol:g}" if self.tol is not None else f"{self.steps}"
-        return f"{self.solver}@{knob}"
+        """Solver and its knob, e.g. ``RD+L N=100`` (grid steps) or ``PF-ODE tol=0.001``
+        (rtol = atol of an adaptive solver)."""
+        knob = f"tol={self.tol:g}" if self.tol is not None else f"N={self.steps}"
+        return f"{self.solver} {knob}"
+
+    def se(self, metric: str) -> float:
+        """Standard error of the mean ``metric`` over the row's seeds: the spread over seeds,
+        but never below that of exact sampling (the floor's spread), so a single seed or a
+        lucky agreement of three still carries the Monte-Carlo noise."""
+        sd = self.metrics[metric][1]
+        sd = max(sd if math.isfinite(sd) else 0.0, self.floor_sd.get(metric, 0.0) or 0.0)
+        return sd / math.sqrt(max(len(self.seeds), 1))
 
 
 def _mean_std(vals: list[float]) -> tuple[float, float]:
@@ -87,8 +100,9 @@ def aggregate(records: Sequence[dict]) -> list[Row]:
         row = Row(ds, sde, sol, steps, tol, rs[0]["config"]["solver"])
         row.seeds = [r["seed"] for r in rs]
         row.sde_kind = rs[0]["config"]["sde"].get("kind", "")
-        bad = [r["status"] for r in rs if r["status"] != "ok"]
-        row.status = bad[0] if bad else "ok"
+        bad = [r for r in rs if r["status"] != "ok"]
+        row.status = bad[0]["status"] if bad else "ok"
+        row.error = bad[0].get("error") or "" if bad else ""
         names = list(rs[0]["floor"])
         ok = rs if not bad else []
         row.nfe = _mean_std([r["nfe"] for r in ok])[0]
@@ -106,6 +120,66 @@ def aggregate(records: Sequence[dict]) -> list[Row]:
         }
         rows.append(row)
     return rows
+
+
+#: how far above its peers a configuration's error must be to be flagged (two orders of
+#: magnitude)
+OUTLIER_FACTOR = 100.0
+
+
+def flag_outliers(rows: Sequence[Row], metric: str, factor: float = OUTLIER_FACTOR) -> list[Row]:
+    r"""Mark (``row.flagged``) and return the configurations whose mean ``metric`` is more
+    than ``factor`` times that of their peers: the other solvers on the same dataset and SDE
+    at a comparable cost (mean NFE within a factor 2), compared with the median of the
+    peers' errors, or the noise floor when that is larger. At least three peers are needed.
+
+    Comparing across solvers at the same cost (rather than along one solver's steps, where
+    a coarse grid is legitimately far worse than a fine one) catches finite garbage such as
+    a method outside its stability region, which returns finite samples 100-1000 times off.
+    Flagged configurations stay in ``results.md`` (marked ``!``), are never reported as
+    best and are drawn as crosses, off the plot lines."""
+    flagged = []
+    ok = [
+        r for r in rows if r.status == "ok" and math.isfinite(r.metrics.get(metric, (math.nan,))[0])
+    ]
+    for r in ok:
+        peers = [
+            abs(p.metrics[metric][0])
+            for p in ok
+            if p.dataset == r.dataset
+            and p.sde == r.sde
+            and p.solver != r.solver
+            and r.nfe / 2 <= p.nfe <= 2 * r.nfe
+        ]
+        if len(peers) < 3:
+            continue
+        ref = max(statistics.median(peers), r.floor.get(metric, 0.0) or 0.0)
+        if ref > 0 and abs(r.metrics[metric][0]) > factor * ref:
+            r.flagged = True
+            flagged.append(r)
+    return flagged
+
+
+def legend(rows: Sequence[Row], *, markdown: bool = False) -> str:
+    """What each solver label in the tables means, generated from the solver configs
+    (`sdelab.experiments.config.solver_legend`): the solver call and its knob."""
+    head = "Solvers (N=: grid steps of a fixed-grid solver; tol=: rtol = atol of an adaptive one)"
+    items = solver_legend(_unique_specs(rows))
+    if markdown:
+        lines = [f"- `{lab}` = `{call}` ({knob})" for lab, call, knob in items]
+        return f"**{head}**\n\n" + "\n".join(lines)
+    width = max(len(lab) for lab, _, _ in items)
+    lines = [f"  {lab:<{width}} = {call} ({knob})" for lab, call, knob in items]
+    return head + "\n" + "\n".join(lines)
+
+
+def _unique_specs(rows: Sequence[Row]) -> list[dict]:
+    seen, out = set(), []
+    for r in rows:
+        if r.solver not in seen:
+            seen.add(r.solver)
+            out.append(r.spec)
+    return out
 
 
 def score_share(records: Sequence[dict]) -> tuple[float, float]:
@@ -148,6 +222,13 @@ def at_floor(row: Row, metric: str) -> bool:
     return math.isfinite(m) and math.isfinite(f) and abs(m) <= f + 2 * sd
 
 
+def _tied(cand: Sequence[Row], best: Row, metric: str, k: float = 2.0) -> list[Row]:
+    r"""The candidates that cannot be told apart from ``best``: mean within ``k`` standard
+    errors of the difference, $\bar e_i - \bar e_{best} \le k \sqrt{SE_i^2 + SE_{best}^2}$."""
+    m0, s0 = best.metrics[metric][0], best.se(metric)
+    return [r for r in cand if r.metrics[metric][0] - m0 <= k * math.hypot(r.se(metric), s0)]
+
+
 def summary_table(
     rows: Sequence[Row],
     metric: str = "sw2",
@@ -155,19 +236,33 @@ def summary_table(
     markdown: bool = False,
     budgets: Sequence[int] = BUDGETS,
 ) -> str:
-    """Best solver per NFE budget: for each dataset a table whose rows are budgets and whose
-    columns are SDEs; an entry is the configuration with the lowest mean ``metric`` among
-    those whose mean NFE is at most the budget, e.g. ``RD+L@50 0.081 ± 0.01`` (± the standard
-    deviation over seeds). An entry marked ``*`` is inside the noise-floor band (`at_floor`):
-    there the ranking among solvers is noise. A last row gives the cheapest configuration
-    inside the band, the answer to "how few evaluations suffice at this sample size". The
-    noise floor is in each dataset's heading."""
+    r"""Best solver per NFE budget: for each dataset a table whose rows are budgets and whose
+    columns are SDEs.
+
+    The lowest mean ``metric`` among ~30 noisy configurations sits below its own expectation
+    (the minimum of noisy values is biased low, more so the more candidates there are). So
+    an entry is not that minimum: among the configurations whose mean NFE is at most the
+    budget, those within 2 standard errors (`Row.se`) of the lowest mean cannot be told
+    apart from it, and the entry is the **cheapest** of them (fewest NFE) whose standard
+    error is at most twice that of the lowest mean (a configuration whose seeds scatter
+    widely is tied with anything and says nothing), e.g.
+    ``RD+L N=50 0.081 ± 0.004 (=3)``: its mean over seeds ± its standard error, and how many
+    configurations are tied with the lowest mean (``=1``: a clear winner). An entry marked
+    ``*`` is inside the noise-floor band (`at_floor`). A last row gives the cheapest
+    configuration inside the band. Failed (``error``/``diverged``) and flagged
+    (`flag_outliers`) configurations are never entries; their count is given below the
+    table. The noise floor is in each dataset's heading."""
     out = []
     for ds in _unique(r.dataset for r in rows):
-        rs = [r for r in rows if r.dataset == ds and r.status == "ok"]
-        sdes = _unique(r.sde for r in rows if r.dataset == ds)
+        mine = [r for r in rows if r.dataset == ds]
+        rs = [r for r in mine if r.status == "ok" and not r.flagged]
+        sdes = _unique(r.sde for r in mine)
         floor = _fmt(statistics.fmean(r.floor.get(metric, math.nan) for r in rs)) if rs else "-"
-        title = f"{ds}: best {metric} per NFE budget (noise floor {floor}; * = at the floor)"
+        title = (
+            f"{ds}: {metric} per NFE budget, the cheapest configuration tied with the lowest "
+            f"mean (mean ± standard error; =k: k tied within 2 SE; * = at the noise floor "
+            f"{floor})"
+        )
         body = []
         max_nfe = max((r.nfe for r in rs), default=0)
         for b in budgets:
@@ -184,8 +279,16 @@ def summary_table(
                     line.append("-")
                     continue
                 best = min(cand, key=lambda r: r.metrics[metric][0])
-                mark = "*" if at_floor(best, metric) else ""
-                line.append(f"{best.name} {_fmt(*best.metrics[metric])}{mark}")
+                tied = _tied(cand, best, metric)
+                # seeds that scatter widely make a configuration "tied" with anything: only
+                # those measured about as precisely as the lowest mean are chosen
+                sharp = [r for r in tied if r.se(metric) <= 2 * best.se(metric)]
+                pick = min(sharp, key=lambda r: (r.nfe, r.metrics[metric][0]))
+                mark = "*" if at_floor(pick, metric) else ""
+                line.append(
+                    f"{pick.name} {_fmt(pick.metrics[metric][0], pick.se(metric))}{mark} "
+                    f"(={len(tied)})"
+                )
             body.append(line)
         line = ["floor reached"]
         for sde in sdes:
@@ -194,7 +297,20 @@ def summary_table(
             line.append(f"{cheapest.name} (NFE {cheapest.nfe:.0f})" if cheapest else "not reached")
         body.append(line)
         table = _render(["NFE", *sdes], body, markdown)
-        out.append((f"**{title}**\n\n" if markdown else f"{title}\n") + table)
+        notes = []
+        failed = [r for r in mine if r.status != "ok"]
+        flagged = [r for r in mine if r.flagged]
+        if failed:
+            notes.append(f"{len(failed)} configuration(s) failed (see results.md)")
+        if flagged:
+            notes.append(
+                f"{len(flagged)} flagged as outliers, over {OUTLIER_FACTOR:g}x their peers "
+                f"(see results.md): "
+                + ", ".join(f"{r.sde} {r.name}" for r in flagged[:6])
+                + (", ..." if len(flagged) > 6 else "")
+            )
+        note = ("\n\n" if markdown else "\n") + "; ".join(notes) if notes else ""
+        out.append((f"**{title}**\n\n" if markdown else f"{title}\n") + table + note)
     return "\n\n".join(out)
 
 
@@ -219,11 +335,23 @@ def results_table(rows: Sequence[Row], *, markdown: bool = False) -> str:
             for r in rs:
                 share = 100 * r.score_s / r.wall_s if r.wall_s > 0 else math.nan
                 vals = [_fmt(*r.metrics[m]) if r.status == "ok" else r.status for m in names]
+                if r.flagged:
+                    vals = [v + " !" for v in vals]
                 nfe = f"{r.nfe:.0f}" if math.isfinite(r.nfe) else "-"
                 body.append([r.solver, r.knob, nfe, *vals, f"{r.wall_s:.3g}", f"{share:.0f}"])
             title = f"{ds} / {sde}"
+            notes = [f"{r.name}: {r.status}: {r.error}" for r in rs if r.status != "ok"]
+            notes += [
+                f"{r.name}: ! flagged, over {OUTLIER_FACTOR:g}x its peers at this NFE"
+                for r in rs
+                if r.flagged
+            ]
+            sep = "\n\n" if markdown else "\n"
+            note = sep + (sep.join(notes) if not markdown else "\n".join(f"- {n}" for n in notes))
             out.append(
-                (f"**{title}**\n\n" if markdown else f"{title}\n") + _render(header, body, markdown)
+                (f"**{title}**\n\n" if markdown else f"{title}\n")
+                + _render(header, body, markdown)
+                + (note if notes else "")
             )
     return "\n\n".join(out)
 
@@ -314,9 +442,18 @@ def _plot(rows: Sequence[Row], metric: str, x: str, path, title: str):
     datasets = _unique(r.dataset for r in rows)
     sdes = _unique(r.sde for r in rows)
     solvers = _unique(r.solver for r in rows)
-    fig = Figure(figsize=(4.2 * len(sdes) + 1.8, 3.4 * len(datasets)), dpi=90)
-    axes = fig.subplots(len(datasets), len(sdes), squeeze=False)
     from matplotlib import colormaps
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    # fixed margins in inches instead of tight_layout, few minor ticks on the log axes and
+    # plain tick labels (no mathtext): those were about 80% of the plotting time
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    w, h = 4.2 * len(sdes) + 1.8, 3.4 * len(datasets)
+    fig = Figure(figsize=(w, h), dpi=90)
+    fig.subplots_adjust(
+        left=0.75 / w, right=1 - 1.9 / w, bottom=0.55 / h, top=1 - 0.6 / h, wspace=0.22, hspace=0.4
+    )
+    axes = fig.subplots(len(datasets), len(sdes), squeeze=False)
 
     cmap = colormaps["tab10" if len(solvers) <= 10 else "tab20"]
     markers = "os^vD<>ph*"
@@ -331,6 +468,18 @@ def _plot(rows: Sequence[Row], metric: str, x: str, path, title: str):
                     for r in cell
                     if r.solver == sol and r.status == "ok" and math.isfinite(r.metrics[metric][0])
                 ]
+                bad = [r for r in rs if r.flagged]
+                if bad:  # outliers: crosses off the line, not results
+                    ax.plot(
+                        [r.nfe if x == "nfe" else r.wall_s for r in bad],
+                        [abs(r.metrics[metric][0]) for r in bad],
+                        linestyle="none",
+                        marker="x",
+                        color="red",
+                        markersize=6,
+                        label=f"flagged (> {OUTLIER_FACTOR:g}x peers)",
+                    )
+                rs = [r for r in rs if not r.flagged]
                 if not rs:
                     continue
                 rs.sort(key=lambda r: r.nfe if x == "nfe" else r.wall_s)
@@ -370,6 +519,11 @@ def _plot(rows: Sequence[Row], metric: str, x: str, path, title: str):
                     )
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
             if fl:  # focus on errors up to 20x the floor; worse curves leave through the top
                 ax.set_ylim(min(0.5 * f, ax.get_ylim()[0]), min(1.3 * max(ymax, f), 20 * f))
             ax.grid(True, which="major", alpha=0.3)
@@ -386,7 +540,6 @@ def _plot(rows: Sequence[Row], metric: str, x: str, path, title: str):
                 labels.append(lab)
     fig.legend([handles[lab] for lab in labels], labels, loc="center right", fontsize=8)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1 - 1.6 / (4.2 * len(sdes) + 1.8), 0.97))
     fig.savefig(path)
     return fig
 

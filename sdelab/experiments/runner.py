@@ -13,8 +13,10 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,7 +34,20 @@ from .config import (
 )
 from .metrics import Reference
 
-__all__ = ["RESULTS_FILE", "Cell", "TimedScore", "UserProblem", "cells", "load_results", "run"]
+__all__ = [
+    "RESULTS_FILE",
+    "Cell",
+    "ResultsBusy",
+    "ResultsWarning",
+    "RunOutcome",
+    "TimedScore",
+    "UserProblem",
+    "cells",
+    "load_results",
+    "results_lock",
+    "run",
+    "run_grid",
+]
 
 RESULTS_FILE = "results.jsonl"
 
@@ -154,20 +169,137 @@ class UserProblem:
     ident: str
 
 
-def load_results(out: str | Path) -> list[dict]:
-    """Every record in ``out/results.jsonl`` (a torn last line from a killed run is skipped)."""
-    path = Path(out) / RESULTS_FILE
+class ResultsWarning(UserWarning):
+    """``results.jsonl`` held lines that are not records (moved aside, their cells rerun)."""
+
+
+class ResultsBusy(RuntimeError):
+    """Another ``sdelab compare`` holds the output folder's lock."""
+
+
+def _read_results(path: Path) -> tuple[list[dict], list[tuple[int, str]], bool]:
+    """(records, bad lines as (1-based line number, text), whether the last bad line is a
+    torn write: the file's final line, without its newline)."""
     if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
+        return [], [], False
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    complete = lines[-1] == ""
+    if complete:
+        lines.pop()
+    records, bad = [], []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and "key" in rec:
+            rec = None
+        if isinstance(rec, dict) and isinstance(rec.get("key"), str):
             records.append(rec)
+        else:
+            bad.append((i, line))
+    torn = bool(bad) and not complete and bad[-1][0] == len(lines)
+    return records, bad, torn
+
+
+def _bad_lines_message(path: Path, bad: list[tuple[int, str]], torn: bool, action: str) -> str:
+    middle = [i for i, _ in (bad[:-1] if torn else bad)]
+    parts = []
+    if middle:
+        shown = ", ".join(map(str, middle[:10])) + (", ..." if len(middle) > 10 else "")
+        parts.append(f"line(s) {shown} of {path} are not valid records (corrupted)")
+    if torn:
+        parts.append(f"the last line ({bad[-1][0]}) of {path} is half-written (an interrupted run)")
+    return "; ".join(parts) + f"; {action}"
+
+
+def load_results(out: str | Path) -> list[dict]:
+    """Every record in ``out/results.jsonl``. Lines that are not records (a torn last line
+    from a killed run, or corruption) are skipped with a `ResultsWarning` naming them;
+    `run` moves them to ``results.jsonl.corrupt`` and recomputes their cells."""
+    path = Path(out) / RESULTS_FILE
+    records, bad, torn = _read_results(path)
+    if bad:
+        warnings.warn(_bad_lines_message(path, bad, torn, "skipped"), ResultsWarning, stacklevel=2)
     return records
+
+
+def _repair_results(path: Path) -> list[dict]:
+    """Read ``path``; if it holds bad lines, append them to ``<path>.corrupt``, rewrite the
+    file atomically without them and warn. Returns the records."""
+    records, bad, torn = _read_results(path)
+    if not bad:
+        return records
+    corrupt = path.with_name(path.name + ".corrupt")
+    with open(corrupt, "a", encoding="utf-8") as f:
+        for i, line in bad:
+            f.write(f"# {path.name} line {i}, moved {datetime.now(UTC).isoformat()}\n{line}\n")
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    warnings.warn(
+        _bad_lines_message(path, bad, torn, f"moved to {corrupt}; their cells are computed again"),
+        ResultsWarning,
+        stacklevel=3,
+    )
+    return records
+
+
+LOCK_FILE = ".sdelab-compare.lock"
+_HELD: dict[str, tuple[int, object]] = {}  # lock path -> (depth, open file) in this process
+
+
+@contextmanager
+def results_lock(out: str | Path) -> Iterator[None]:
+    """Hold the exclusive lock of an output folder (``fcntl.flock`` on ``OUT/.sdelab-compare.lock``,
+    non-blocking, re-entrant within a process); raises `ResultsBusy` naming the folder and
+    the holder's PID when another process holds it. Without ``fcntl`` (Windows) no lock."""
+    path = Path(out) / LOCK_FILE
+    name = str(path.resolve())
+    if name in _HELD:
+        depth, f = _HELD[name]
+        _HELD[name] = (depth + 1, f)
+        try:
+            yield
+        finally:
+            depth, f = _HELD[name]
+            _HELD[name] = (depth - 1, f)
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        pid = f.read().strip()
+        f.close()
+        holder = f" (PID {pid})" if pid.isdigit() else ""
+        raise ResultsBusy(
+            f"--out {str(Path(out))!r} is in use by another sdelab compare run{holder}; "
+            f"wait for it to finish or choose another --out"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    _HELD[name] = (1, f)
+    try:
+        yield
+    finally:
+        depth, _ = _HELD.pop(name)
+        f.seek(0)
+        f.truncate()
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        f.close()
 
 
 def _append(path: Path, record: dict) -> None:
@@ -237,6 +369,14 @@ class _Problem:
         return self.device_mixture.score(sde)
 
 
+#: what a cell's sampler may raise on a numerical failure (a NaN score, a step size that
+#: underflows, torchsde's internal asserts): the cell is recorded as failed and the run goes on
+NUMERICAL_FAILURES = (ArithmeticError, AssertionError, RuntimeError, ValueError)
+
+#: statuses of a cell that did not give a finite sample (kept on resume unless retried)
+FAILED = ("error", "diverged")
+
+
 def run_cell(cell: Cell, problem: _Problem, device) -> dict:
     """Sample one cell with `sdelab.sample`, time it, and score it against the truth."""
     from .. import sample
@@ -264,8 +404,8 @@ def run_cell(cell: Cell, problem: _Problem, device) -> dict:
         )
         if sync:
             torch.cuda.synchronize(device)
-    except (FloatingPointError, RuntimeError, ValueError) as e:
-        rec.update(status="error", error=f"{type(e).__name__}: {e}")
+    except NUMERICAL_FAILURES as e:
+        rec.update(status="error", error=f"{type(e).__name__}: {e}".strip())
         res = None
     wall = time.perf_counter() - t0
     rec.update(wall_s=wall, score_s=score.seconds)
@@ -306,6 +446,16 @@ def _iter_todo(
         bar.close()
 
 
+@dataclass
+class RunOutcome:
+    """What `run_grid` did: ``records`` of every cell of the grid in grid order,
+    ``computed`` the records this call computed, ``resumed`` how many came from the file."""
+
+    records: list[dict]
+    computed: list[dict] = field(default_factory=list)
+    resumed: int = 0
+
+
 def run(
     config: CompareConfig,
     out: str | Path,
@@ -313,6 +463,7 @@ def run(
     device: str | torch.device = "cpu",
     user: UserProblem | None = None,
     progress: bool = True,
+    retry_failed: bool = False,
 ) -> list[dict]:
     """Run every cell of ``config`` not yet in ``out/results.jsonl``, appending each result
     as it finishes; returns the records of all cells of ``config`` (old and new), in grid
@@ -323,13 +474,41 @@ def run(
     ``wall_s`` (sampling time), ``score_s`` (time inside the score), ``metrics`` and their
     noise ``floor`` (`sdelab.experiments.metrics.Reference`), ``status`` (``ok``,
     ``diverged`` or ``error`` with ``error``) and provenance (versions, device, time).
-    """
-    import sdelab
 
+    A cell whose sampler fails numerically (`NUMERICAL_FAILURES`: ``FloatingPointError`` for
+    a NaN score, torchsde's ``AssertionError``, ...) is recorded with ``status = "error"``
+    and the run goes on. Sampling is deterministic given the seed, so a rerun keeps failed
+    cells as they are; ``retry_failed=True`` computes them again (``--retry-failed``).
+
+    The output folder is locked for the run (`results_lock`); lines of ``results.jsonl`` that
+    are not records are moved to ``results.jsonl.corrupt`` with a warning and their cells
+    recomputed.
+    """
+    return run_grid(
+        config, out, device=device, user=user, progress=progress, retry_failed=retry_failed
+    ).records
+
+
+def run_grid(
+    config: CompareConfig,
+    out: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    user: UserProblem | None = None,
+    progress: bool = True,
+    retry_failed: bool = False,
+) -> RunOutcome:
+    """`run`, returning a `RunOutcome` (which cells this call computed)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with results_lock(out):
+        return _run_locked(config, out, torch.device(device), user, progress, retry_failed)
+
+
+def _run_locked(config, out: Path, dev, user, progress: bool, retry_failed: bool) -> RunOutcome:
+    import sdelab
+
     path = out / RESULTS_FILE
-    dev = torch.device(device)
     datasets = None
     if user is not None:
         n_max = user.data.shape[0] // 2
@@ -341,9 +520,12 @@ def run(
             )
         datasets = [{"name": user.name, "user": user.ident}]
     grid = cells(config, datasets)
-    existing = {r["key"]: r for r in load_results(out)}
+    existing = {r["key"]: r for r in _repair_results(path)}
+    if retry_failed:
+        existing = {k: r for k, r in existing.items() if r.get("status") not in FAILED}
     keys = [c.key(dev.type) for c in grid]
     todo = [(c, k) for c, k in zip(grid, keys, strict=True) if k not in existing]
+    outcome = RunOutcome([], resumed=len(grid) - len(todo))
     problems: dict = {}
     provenance = {
         "sdelab": sdelab.__version__,
@@ -372,11 +554,16 @@ def run(
             **provenance,
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        _append(path, _json_safe(record))
+        record = _json_safe(record)
+        _append(path, record)
         existing[key] = record
-        if bar is not None and rec["status"] != "ok":
-            bar.write(f"  {cell.describe()}: {rec['status']} {rec.get('error', '')}")
-    return [existing[k] for k in keys]
+        outcome.computed.append(record)
+        if rec["status"] != "ok":
+            msg = f"  {cell.describe()}: {rec['status']} {rec.get('error', '')}".rstrip()
+            if bar is not None:
+                bar.write(msg)
+    outcome.records = [existing[k] for k in keys]
+    return outcome
 
 
 def _json_safe(v):
