@@ -203,13 +203,24 @@ def _own_message(e: Exception, opt: str, key: str) -> str:
     return key + msg[len(opt) :] if msg.startswith(opt + " ") else f"{key}: {msg}"
 
 
+def _roles() -> dict[type, str]:
+    from ...solvers.grid import GridSolver
+    from ...solvers.pc import Corrector
+
+    return {GridSolver: "predictor (a fixed-grid solver)", Corrector: "corrector"}
+
+
+_ROLES = _roles()
+
+
 def check_solver(v: Any, key: str, *, within: type | None = None) -> dict:
     """A solver entry of a grid as a plain dict; ``within`` is the solver type a nested
     entry must have (``Predictor`` for ``PC``'s predictor)."""
     t, kind = kind_table(v, key, SOLVERS)
     sk = SOLVERS[kind]
     if within is not None and not issubclass(sk.cls, within):
-        raise ConfigError(f"{t.key('kind')} = {kind!r} is not a {within.__name__.lower()}")
+        role = _ROLES.get(within, within.__name__.lower())
+        raise ConfigError(f"{t.key('kind')} = {kind!r} is not a {role}")
     options = sk.options
     spec: dict = {"kind": kind}
     for name, opt in options.items():
