@@ -2,14 +2,19 @@
 
 from .ancestral import AncestralSampling
 from .base import AdaptiveResult, AdaptiveSolver, CountingScore, Solver
+from .edm import EDMStochastic
 from .euler_maruyama import EulerMaruyama
+from .karras import DPM2, DPM2Ancestral, DPMpp2SAncestral, Euler, EulerAncestral, Heun
 from .langevin import AnnealedLangevin, Langevin
+from .lms import LMS
 from .ode import ProbabilityFlowODE
 from .pc import PC, Corrector, Predictor
 from .reverse_diffusion import ReverseDiffusion
 from .torchsde import TorchSDE
 
 __all__ = [
+    "DPM2",
+    "LMS",
     "PC",
     "AdaptiveResult",
     "AdaptiveSolver",
@@ -17,7 +22,13 @@ __all__ = [
     "AnnealedLangevin",
     "Corrector",
     "CountingScore",
+    "DPM2Ancestral",
+    "DPMpp2SAncestral",
+    "EDMStochastic",
+    "Euler",
+    "EulerAncestral",
     "EulerMaruyama",
+    "Heun",
     "Langevin",
     "Predictor",
     "ProbabilityFlowODE",
