@@ -143,6 +143,21 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
 
+def _sdelab(sde, score, solver, ts, *, denoise, seed):
+    """sdelab on the explicit grid ``ts`` (x_T from the prior with the seeded generator)."""
+    return sdelab.sample(
+        sde,
+        score,
+        solver,
+        SHAPE,
+        schedule=sdelab.Times(ts),
+        eps=ts[-1],
+        denoise=denoise,
+        generator=torch.Generator().manual_seed(seed),
+        dtype=F64,
+    )
+
+
 def _compare(sched, solver, steps, _patch, *, seed=0, full=True):
     _patch(sched)
     sched.set_timesteps(steps)
@@ -153,17 +168,7 @@ def _compare(sched, solver, steps, _patch, *, seed=0, full=True):
     stop = None if full else len(levels) - 1
     ref = _run_diffusers(sched, sde, x_t, g, stop=stop)
     score = sdelab.score_from_diffusers_model(model, sde)
-    res = sdelab.sample(
-        sde,
-        score,
-        solver,
-        SHAPE,
-        schedule=sdelab.Times(ts),
-        eps=ts[-1],
-        denoise=full,
-        generator=torch.Generator().manual_seed(seed),
-        dtype=F64,
-    )
+    res = _sdelab(sde, score, solver, ts, denoise=full, seed=seed)
     x = res.x if full else res.x / coeffs(sde, ts[-1]).m
     return _rel(x, ref), res, ref, sde, ts
 
@@ -288,17 +293,7 @@ def test_edm_stochastic_equals_karras_ve(churn, steps):
     def score(x, t):
         return _ve_score(x, math.exp(-sde.log_snr(t)))
 
-    res = sdelab.sample(
-        sde,
-        score,
-        solver,
-        SHAPE,
-        schedule=sdelab.Times(ts),
-        eps=ts[-1],
-        denoise=True,
-        generator=torch.Generator().manual_seed(5),
-        dtype=F64,
-    )
+    res = _sdelab(sde, score, solver, ts, denoise=True, seed=5)
     g = torch.Generator().manual_seed(5)
     x = sde.prior_sample(SHAPE, generator=g, dtype=F64)
     default = torch.get_default_dtype()

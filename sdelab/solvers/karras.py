@@ -151,6 +151,11 @@ def _midpoint_step(sde, score, x, xs, c, s_to: float) -> Tensor:
     return xs + (s_to - c.nsr) * d2
 
 
+def _euler(score, x, xs, c, s_to: float) -> Tensor:
+    r"""Euler's step to $s_{\mathrm{to}}$: $\tilde x + (s_{\mathrm{to}} - s)\,d$."""
+    return xs + (s_to - c.nsr) * karras_derivative(score, xs, c, x)
+
+
 def _add_noise(xs: Tensor, std: float, generator) -> Tensor:
     return xs if std == 0.0 else xs + gaussian_noise(xs, generator, std)
 
@@ -172,7 +177,7 @@ class Euler(KarrasSolver):
     nfe_per_step = 1
 
     def scaled_step(self, sde, score, x, xs, c, cn, step, generator):
-        return xs + (cn.nsr - c.nsr) * karras_derivative(score, xs, c, x)
+        return _euler(score, x, xs, c, cn.nsr)
 
 
 @dataclass(frozen=True)
@@ -220,10 +225,14 @@ class DPM2(KarrasSolver):
         return _midpoint_step(sde, score, x, xs, c, cn.nsr)
 
 
+@dataclass(frozen=True)
 class _Ancestral(KarrasSolver):
-    """Shared by the ancestral variants: the ``eta`` option."""
+    r"""Shared by the ancestral variants: the ``eta`` option, the split into a deterministic
+    step down to $s_\downarrow$ (`down_step`; Euler where $s_\downarrow = 0$) and fresh noise
+    of std $s_\uparrow$, and the deterministic limit ``eta=0`` (order ``_order``)."""
 
     eta: float = 1.0
+    _order = 1.0
 
     def __post_init__(self) -> None:
         check_eta(self.eta)
@@ -233,16 +242,24 @@ class _Ancestral(KarrasSolver):
         return self.eta > 0
 
     @property
+    def order(self) -> float | None:  # type: ignore[override]
+        return self._order if self.eta == 0 else None
+
+    @property
     def weak_order(self) -> float | None:  # type: ignore[override]
         return 1.0 if self.eta > 0 else None
 
     def scaled_step(self, sde, score, x, xs, c, cn, step, generator):
         down, up = ancestral_split(c.nsr, cn.nsr, self.eta)
-        return _add_noise(self.down_step(sde, score, x, xs, c, down), up, generator)
+        if down == 0.0:
+            xs = _euler(score, x, xs, c, down)
+        else:
+            xs = self.down_step(sde, score, x, xs, c, down)
+        return _add_noise(xs, up, generator)
 
     def down_step(self, sde, score, x, xs, c, down: float) -> Tensor:
-        r"""The deterministic part: $\tilde x$ at $s_\downarrow$ (Euler where $s_\downarrow = 0$)."""
-        return xs + (down - c.nsr) * karras_derivative(score, xs, c, x)
+        r"""The deterministic part: $\tilde x$ at $s_\downarrow > 0$."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -263,12 +280,10 @@ class EulerAncestral(_Ancestral):
         eta: $\eta \ge 0$, the scale of the fresh noise (default 1).
     """
 
-    eta: float = 1.0
     nfe_per_step = 1
 
-    @property
-    def order(self) -> float | None:  # type: ignore[override]
-        return 1.0 if self.eta == 0 else None
+    def down_step(self, sde, score, x, xs, c, down):
+        return _euler(score, x, xs, c, down)
 
 
 @dataclass(frozen=True)
@@ -288,16 +303,10 @@ class DPM2Ancestral(_Ancestral):
         eta: $\eta \ge 0$ (default 1).
     """
 
-    eta: float = 1.0
     nfe_per_step = 2
-
-    @property
-    def order(self) -> float | None:  # type: ignore[override]
-        return 2.0 if self.eta == 0 else None
+    _order = 2.0
 
     def down_step(self, sde, score, x, xs, c, down):
-        if down == 0.0:
-            return super().down_step(sde, score, x, xs, c, down)
         return _midpoint_step(sde, score, x, xs, c, down)
 
 
@@ -322,16 +331,10 @@ class DPMpp2SAncestral(_Ancestral):
         eta: $\eta \ge 0$ (default 1).
     """
 
-    eta: float = 1.0
     nfe_per_step = 2
-
-    @property
-    def order(self) -> float | None:  # type: ignore[override]
-        return 2.0 if self.eta == 0 else None
+    _order = 2.0
 
     def down_step(self, sde, score, x, xs, c, down):
-        if down == 0.0:
-            return super().down_step(sde, score, x, xs, c, down)
         h = -math.log(down) - c.lam
         mid = level(sde, c.lam + 0.5 * h)
         rh = mid.lam - c.lam

@@ -81,10 +81,12 @@ class LMS(GridSolver):
     ``eps`` > 0 and ``denoise=True`` takes the first-order (Tweedie) step to 0 instead. On
     the same nonzero levels the two agree up to that last step.
 
-    **Order.** The method has order ``order``; the Euler warm-up step's local error
-    $O(h^2)$ makes the asymptotic global order $\min(\texttt{order}, 2)$ in theory, but that
-    step is taken at the highest noise, where the flow is nearly straight in $s$, so on the
-    oracle the measured order is that of the multistep formula (see the tests).
+    **Order.** The $q$-point formula has order $q$. The warm-up steps have lower local order
+    (the first, Euler, step's local error is $O(h^2)$), so strictly the global order tends to
+    $\min(\texttt{order}, 2)$ as $h \to 0$; those steps are taken at the highest noise, where
+    the flow is nearly straight in $s$, so the formula's order is what one measures at useful
+    step counts: on a VP mixture (Karras grid, 80-320 steps) order 4 measures 3.8 and order 3
+    2.9, while on VE (larger $s(T)$) the warm-up error shows beyond about 160 steps.
 
     Args:
         order: the number of points $1 \le q \le 4$ (default 4).
