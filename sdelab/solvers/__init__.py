@@ -3,8 +3,11 @@
 from .ancestral import AncestralSampling
 from .base import AdaptiveResult, AdaptiveSolver, CountingScore, Solver
 from .deis import DEIS
+from .edm import EDMStochastic
 from .euler_maruyama import EulerMaruyama
+from .karras import DPM2, DPM2Ancestral, DPMpp2SAncestral, Euler, EulerAncestral, Heun
 from .langevin import AnnealedLangevin, Langevin
+from .lms import LMS
 from .ode import ProbabilityFlowODE
 from .pc import PC, Corrector, Predictor
 from .reverse_diffusion import ReverseDiffusion
@@ -13,6 +16,8 @@ from .unipc import UniPC
 
 __all__ = [
     "DEIS",
+    "DPM2",
+    "LMS",
     "PC",
     "AdaptiveResult",
     "AdaptiveSolver",
@@ -20,7 +25,13 @@ __all__ = [
     "AnnealedLangevin",
     "Corrector",
     "CountingScore",
+    "DPM2Ancestral",
+    "DPMpp2SAncestral",
+    "EDMStochastic",
+    "Euler",
+    "EulerAncestral",
     "EulerMaruyama",
+    "Heun",
     "Langevin",
     "Predictor",
     "ProbabilityFlowODE",
