@@ -10,6 +10,7 @@ likelihoods through the probability-flow ODE (`log_likelihood`, `bits_per_dim`, 
 """
 
 from .analytic import GaussianMixture
+from .inversion import invert, reconstruct
 from .likelihood import LikelihoodResult, bits_per_dim, decode, dequantize, encode, log_likelihood
 from .sampling import SampleResult, sample, tweedie_denoise
 from .schedulers import (
@@ -32,9 +33,11 @@ from .sde import (
     SubVPSDE,
 )
 from .solvers import (
+    DDIM,
     PC,
     AncestralSampling,
     AnnealedLangevin,
+    DPMSolver,
     EulerMaruyama,
     Langevin,
     ProbabilityFlowODE,
@@ -45,12 +48,14 @@ from .solvers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DDIM",
     "PC",
     "SDE",
     "VESDE",
     "VPSDE",
     "AncestralSampling",
     "AnnealedLangevin",
+    "DPMSolver",
     "DiscreteVPSDE",
     "EulerMaruyama",
     "GaussianMixture",
@@ -78,7 +83,9 @@ __all__ = [
     "decode",
     "dequantize",
     "encode",
+    "invert",
     "log_likelihood",
+    "reconstruct",
     "sample",
     "score_from_diffusers_model",
     "score_from_noise",

@@ -2,6 +2,8 @@
 
 from .ancestral import AncestralSampling
 from .base import AdaptiveResult, AdaptiveSolver, CountingScore, Solver
+from .ddim import DDIM
+from .dpm_solver import DPMSolver
 from .euler_maruyama import EulerMaruyama
 from .langevin import AnnealedLangevin, Langevin
 from .ode import ProbabilityFlowODE
@@ -10,6 +12,7 @@ from .reverse_diffusion import ReverseDiffusion
 from .torchsde import TorchSDE
 
 __all__ = [
+    "DDIM",
     "PC",
     "AdaptiveResult",
     "AdaptiveSolver",
@@ -17,6 +20,7 @@ __all__ = [
     "AnnealedLangevin",
     "Corrector",
     "CountingScore",
+    "DPMSolver",
     "EulerMaruyama",
     "Langevin",
     "Predictor",
