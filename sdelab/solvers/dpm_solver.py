@@ -98,9 +98,10 @@ class DPMSolver(GridSolver):
     is the first-order step to $\sigma = 0$). Singlestep methods use their full order on every
     step (``lower_order_final`` is for multistep methods).
 
-    **State.** The multistep history holds the previous outputs $Y$ and their $\lambda$ (at
-    most ``order - 1``). A corrector that moves $x$ keeps it: the outputs belong to the earlier
-    grid times (`GridSolver.after_correction`).
+    **State.** ``(history, coefficients at the step's end)``: the multistep history holds the
+    previous outputs $Y$ and their $\lambda$ (at most ``order - 1``); the coefficients are
+    reused as the next step's start. A corrector that moves $x$ keeps it: the outputs belong
+    to the earlier grid times (`GridSolver.after_correction`).
 
     Runs on every `LinearSDE` (`require_linear`), in either direction of time (inversion,
     `sdelab.invert`).
@@ -214,22 +215,23 @@ class DPMSolver(GridSolver):
         generator: torch.Generator | None,
     ) -> tuple[Tensor, Any]:
         require_linear(sde, "DPMSolver")
-        c, n = coeffs(sde, step.t), coeffs(sde, step.t_next)
+        history, c = state if state is not None else ((), None)
+        if c is None or c.t != step.t:  # the previous step's end is this step's start
+            c = coeffs(sde, step.t)
+        n = coeffs(sde, step.t_next)
         y0 = self._output(score, x, c)
         if not self.multistep and self.order > 1:
-            return self._singlestep(sde, score, x, y0, c, n), None
-        history = state or ()
+            return self._singlestep(sde, score, x, y0, c, n), ((), n)
         k = min(self.order, len(history) + 1)
         if self.lower_order_final and step.count < LOWER_ORDER_FINAL_BELOW:
             k = min(k, step.remaining + 1)
         x_next = self._multistep(x, y0, c, n, history[len(history) - (k - 1) :] if k > 1 else ())
         if self.stochastic:
-            x_next = x_next + gaussian_noise(
-                x, generator, n.sigma * math.sqrt(-math.expm1(-2.0 * (n.lam - c.lam)))
-            )
+            std = n.sigma * math.sqrt(-math.expm1(-2.0 * (n.lam - c.lam)))
+            x_next = x_next + gaussian_noise(x, generator, std)
         if self.order == 1:
-            return x_next, None
-        return x_next, (*history, (c.lam, y0))[-(self.order - 1) :]
+            return x_next, ((), n)
+        return x_next, ((*history, (c.lam, y0))[-(self.order - 1) :], n)
 
     def _multistep(self, x, y0, c: Coeffs, n: Coeffs, past) -> Tensor:
         """The order-``len(past) + 1`` Adams-type update from the outputs at earlier times."""
@@ -240,9 +242,9 @@ class DPMSolver(GridSolver):
         h = n.lam - c.lam
         lam1, y1 = past[-1]
         r0 = (c.lam - lam1) / h
-        d10 = (y0 - y1) / r0
         if len(past) == 1:
-            return out + b1 * d10
+            return out + (b1 / r0) * (y0 - y1)
+        d10 = (y0 - y1) / r0
         lam2, y2 = past[-2]
         r1 = (lam1 - lam2) / h
         d11 = (y1 - y2) / r1
