@@ -10,6 +10,7 @@ likelihoods through the probability-flow ODE (`log_likelihood`, `bits_per_dim`, 
 """
 
 from .analytic import GaussianMixture
+from .inversion import invert, reconstruct
 from .likelihood import LikelihoodResult, bits_per_dim, decode, dequantize, encode, log_likelihood
 from .sampling import SampleResult, sample, tweedie_denoise
 from .schedulers import (
@@ -32,6 +33,7 @@ from .sde import (
     SubVPSDE,
 )
 from .solvers import (
+    DDIM,
     DEIS,
     DPM2,
     LMS,
@@ -40,6 +42,7 @@ from .solvers import (
     AnnealedLangevin,
     DPM2Ancestral,
     DPMpp2SAncestral,
+    DPMSolver,
     EDMStochastic,
     Euler,
     EulerAncestral,
@@ -55,6 +58,7 @@ from .solvers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DDIM",
     "DEIS",
     "DPM2",
     "LMS",
@@ -65,6 +69,7 @@ __all__ = [
     "AncestralSampling",
     "AnnealedLangevin",
     "DPM2Ancestral",
+    "DPMSolver",
     "DPMpp2SAncestral",
     "DiscreteVPSDE",
     "EDMStochastic",
@@ -98,7 +103,9 @@ __all__ = [
     "decode",
     "dequantize",
     "encode",
+    "invert",
     "log_likelihood",
+    "reconstruct",
     "sample",
     "score_from_diffusers_model",
     "score_from_noise",

@@ -2,7 +2,9 @@
 
 from .ancestral import AncestralSampling
 from .base import AdaptiveResult, AdaptiveSolver, CountingScore, Solver
+from .ddim import DDIM
 from .deis import DEIS
+from .dpm_solver import DPMSolver
 from .edm import EDMStochastic
 from .euler_maruyama import EulerMaruyama
 from .karras import DPM2, DPM2Ancestral, DPMpp2SAncestral, Euler, EulerAncestral, Heun
@@ -15,6 +17,7 @@ from .torchsde import TorchSDE
 from .unipc import UniPC
 
 __all__ = [
+    "DDIM",
     "DEIS",
     "DPM2",
     "LMS",
@@ -26,6 +29,7 @@ __all__ = [
     "Corrector",
     "CountingScore",
     "DPM2Ancestral",
+    "DPMSolver",
     "DPMpp2SAncestral",
     "EDMStochastic",
     "Euler",
