@@ -32,7 +32,9 @@ from .sde import (
     SubVPSDE,
 )
 from .solvers import (
+    IPNDM,
     PC,
+    PNDM,
     AncestralSampling,
     AnnealedLangevin,
     EulerMaruyama,
@@ -45,7 +47,9 @@ from .solvers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "IPNDM",
     "PC",
+    "PNDM",
     "SDE",
     "VESDE",
     "VPSDE",

@@ -6,11 +6,14 @@ from .euler_maruyama import EulerMaruyama
 from .langevin import AnnealedLangevin, Langevin
 from .ode import ProbabilityFlowODE
 from .pc import PC, Corrector, Predictor
+from .pndm import IPNDM, PNDM
 from .reverse_diffusion import ReverseDiffusion
 from .torchsde import TorchSDE
 
 __all__ = [
+    "IPNDM",
     "PC",
+    "PNDM",
     "AdaptiveResult",
     "AdaptiveSolver",
     "AncestralSampling",
