@@ -16,13 +16,12 @@ class is not exported yet is skipped).
 from __future__ import annotations
 
 import itertools
-import math
 
 import pytest
 import torch
 
 import sdelab
-from sdelab.solvers.grid import GridSolver
+from sdelab._convergence import deterministic_grid_solvers, exact_flow_solver, fit_order, flow_error
 
 F64 = torch.float64
 SDE = sdelab.VPSDE()
@@ -63,18 +62,7 @@ def expected_order(solver) -> float:
 
 
 def _discovered() -> list:
-    found = []
-    for name in sdelab.__all__:
-        cls = getattr(sdelab, name)
-        if not (isinstance(cls, type) and issubclass(cls, GridSolver)):
-            continue
-        try:
-            solver = cls()
-        except (TypeError, ValueError):  # needs arguments (PC)
-            continue
-        if solver.stochastic is False and solver.order is not None:
-            found.append(pytest.param(solver, id=repr(solver)))
-    return found
+    return [pytest.param(s, id=repr(s)) for s in deterministic_grid_solvers()]
 
 
 def _variants() -> list:
@@ -114,22 +102,7 @@ def _run(solver, steps=None, schedule="uniform"):
 @pytest.fixture(scope="module")
 def exact_flow():
     """The exact probability-flow map of the same x_T (DOP853, rtol = atol = 1e-10)."""
-    return _run(sdelab.ProbabilityFlowODE(method="DOP853", rtol=1e-10, atol=1e-10))
-
-
-def pathwise_error(x, exact) -> float:
-    """Root-mean-square over the batch of the Euclidean distance to the exact map."""
-    return (x - exact).norm(dim=-1).pow(2).mean().sqrt().item()
-
-
-def fitted_slope(steps, errors) -> float:
-    """Least-squares slope of -log(error) against log(steps)."""
-    u = [math.log(n) for n in steps]
-    v = [-math.log(e) for e in errors]
-    mu, mv = sum(u) / len(u), sum(v) / len(v)
-    return sum((a - mu) * (b - mv) for a, b in zip(u, v, strict=True)) / sum(
-        (a - mu) ** 2 for a in u
-    )
+    return _run(exact_flow_solver())
 
 
 def test_discovery_finds_the_deterministic_solvers():
@@ -141,7 +114,7 @@ def test_discovery_finds_the_deterministic_solvers():
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_measured_order_matches_the_declared_order(solver, exact_flow):
     assert solver.stochastic is False
-    errors = [pathwise_error(_run(solver, n, SCHEDULE), exact_flow) for n in LADDER]
+    errors = [flow_error(_run(solver, n, SCHEDULE), exact_flow) for n in LADDER]
     assert all(e1 > e2 for e1, e2 in itertools.pairwise(errors)), errors
-    slope = fitted_slope(LADDER, errors)
+    slope = fit_order([1 / n for n in LADDER], errors)
     assert abs(slope - expected_order(solver)) <= TOLERANCE, (slope, errors)
