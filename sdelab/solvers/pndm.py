@@ -73,8 +73,37 @@ def _multistep(score, x: Tensor, c: Coeffs, c_next: Coeffs, history, order: int)
     return transfer(x, adams_bashforth(history), c, c_next), history
 
 
+class _PseudoNumerical(GridSolver):
+    """What PNDM and IPNDM share: a linear SDE, the history of noise predictions (newest last)
+    as the state, the coefficients of both grid times handed to `advance`."""
+
+    stochastic = False
+
+    def init(self, sde: SDE, x: Tensor, times: list[float]) -> tuple[Tensor, ...]:
+        require_linear(sde, type(self).__name__)
+        return ()
+
+    def step(
+        self,
+        sde: SDE,
+        score,
+        x: Tensor,
+        step: Step,
+        state: tuple[Tensor, ...],
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        c, c_next = coeffs(sde, step.t), coeffs(sde, step.t_next)
+        return self.advance(sde, score, x, step.index, c, c_next, state)
+
+    def advance(
+        self, sde: SDE, score, x: Tensor, index: int, c: Coeffs, c_next: Coeffs, history
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Step ``index`` from ``c.t`` to ``c_next.t``: ``(x_next, history)``."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class PNDM(GridSolver):
+class PNDM(_PseudoNumerical):
     r"""Pseudo numerical methods for diffusion models (Liu, Ren, Lin, Zhao, ICLR 2022,
     arXiv 2202.09778): pseudo linear multistep (PLMS) on the noise prediction with the transfer
     $\phi$ of the module docs, warmed up by pseudo Runge-Kutta (PRK), as diffusers'
@@ -123,33 +152,19 @@ class PNDM(GridSolver):
 
     skip_prk: bool = False
     order = 2.0
-    stochastic = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.skip_prk, bool):
             raise TypeError(f"skip_prk must be a bool (True or False), got {self.skip_prk!r}")
 
-    def init(self, sde: SDE, x: Tensor, times: list[float]) -> tuple[Tensor, ...]:
-        require_linear(sde, "PNDM")
-        return ()
-
-    def step(
-        self,
-        sde: SDE,
-        score,
-        x: Tensor,
-        step: Step,
-        state: tuple[Tensor, ...],
-        generator: torch.Generator | None,
-    ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        c, c_next = coeffs(sde, step.t), coeffs(sde, step.t_next)
-        if not self.skip_prk and step.index < 3:
-            return self._runge_kutta(sde, score, x, c, c_next, state)
-        if self.skip_prk and step.index == 0:
+    def advance(self, sde, score, x, index, c, c_next, history):
+        if not self.skip_prk and index < 3:
+            return self._runge_kutta(sde, score, x, c, c_next, history)
+        if self.skip_prk and index == 0:
             e1 = _noise(score, x, c)
             e2 = _noise(score, transfer(x, e1, c, c_next), c_next)
             return transfer(x, 0.5 * (e1 + e2), c, c_next), (e1,)
-        return _multistep(score, x, c, c_next, state, 4)
+        return _multistep(score, x, c, c_next, history, 4)
 
     @staticmethod
     def _runge_kutta(sde, score, x, c, c_next, history):
@@ -164,7 +179,7 @@ class PNDM(GridSolver):
 
 
 @dataclass(frozen=True)
-class IPNDM(GridSolver):
+class IPNDM(_PseudoNumerical):
     r"""Improved PNDM (Zhang & Chen, "Fast Sampling of Diffusion Models with Exponential
     Integrator", ICLR 2023, arXiv 2204.13902, App. on iPNDM; diffusers' ``IPNDMScheduler``):
     the pseudo linear multistep of `PNDM` without the Runge-Kutta warm-up, one score
@@ -192,7 +207,6 @@ class IPNDM(GridSolver):
     """
 
     order: int = 4  # type: ignore[assignment]
-    stochastic = False
 
     def __post_init__(self) -> None:
         if (
@@ -202,18 +216,5 @@ class IPNDM(GridSolver):
         ):
             raise ValueError(f"order must be an integer 1, 2, 3 or 4, got {self.order!r}")
 
-    def init(self, sde: SDE, x: Tensor, times: list[float]) -> tuple[Tensor, ...]:
-        require_linear(sde, "IPNDM")
-        return ()
-
-    def step(
-        self,
-        sde: SDE,
-        score,
-        x: Tensor,
-        step: Step,
-        state: tuple[Tensor, ...],
-        generator: torch.Generator | None,
-    ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        c, c_next = coeffs(sde, step.t), coeffs(sde, step.t_next)
-        return _multistep(score, x, c, c_next, state, self.order)
+    def advance(self, sde, score, x, index, c, c_next, history):
+        return _multistep(score, x, c, c_next, history, self.order)
