@@ -28,8 +28,11 @@ from .sde.simulate import simulate
 __all__ = [
     "OrderResult",
     "PathError",
+    "deterministic_grid_solvers",
     "em_orders",
+    "exact_flow_solver",
     "fit_order",
+    "flow_error",
     "reverse_path_errors",
     "torchsde_strong_order",
 ]
@@ -216,3 +219,43 @@ def torchsde_strong_order(
     dts = [e.solver.dt for e in errs]
     strong = [e.error for e in errs]
     return OrderResult(dts, strong, fit_order(dts, strong))
+
+
+# --- the deterministic fast samplers against the exact probability-flow map ------------------
+# (used by tests/test_fast_orders.py and benchmarks/fast_solvers_table.py)
+
+
+def deterministic_grid_solvers() -> list:
+    """The default instance of every class exported by `sdelab` that is a `GridSolver`, is
+    deterministic (``stochastic == False``) and declares an ``order`` (classes that need
+    arguments, such as `PC`, are left out)."""
+    import sdelab
+
+    from .solvers.grid import GridSolver
+
+    found = []
+    for name in sdelab.__all__:
+        cls = getattr(sdelab, name)
+        if not (isinstance(cls, type) and issubclass(cls, GridSolver)):
+            continue
+        try:
+            solver = cls()
+        except (TypeError, ValueError):
+            continue
+        if solver.stochastic is False and solver.order is not None:
+            found.append(solver)
+    return found
+
+
+def flow_error(x: torch.Tensor, exact: torch.Tensor) -> float:
+    r"""The pathwise error $\big(\tfrac1B\sum_b |x_b - x^\star_b|^2\big)^{1/2}$ of samples
+    against the exact probability-flow map $x^\star$ of the same prior draws."""
+    return float((x - exact).norm(dim=-1).pow(2).mean().sqrt())
+
+
+def exact_flow_solver():
+    """The float64 reference of the flow map: scipy's DOP853 at rtol = atol = 1e-10 (with the
+    same generator `sdelab.sample` draws the same $x_T$ as the solver under test)."""
+    from .solvers.ode import ProbabilityFlowODE
+
+    return ProbabilityFlowODE(method="DOP853", rtol=1e-10, atol=1e-10)

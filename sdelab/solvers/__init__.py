@@ -12,6 +12,7 @@ from .langevin import AnnealedLangevin, Langevin
 from .lms import LMS
 from .ode import ProbabilityFlowODE
 from .pc import PC, Corrector, Predictor
+from .pndm import IPNDM, PNDM
 from .reverse_diffusion import ReverseDiffusion
 from .torchsde import TorchSDE
 from .unipc import UniPC
@@ -20,8 +21,10 @@ __all__ = [
     "DDIM",
     "DEIS",
     "DPM2",
+    "IPNDM",
     "LMS",
     "PC",
+    "PNDM",
     "AdaptiveResult",
     "AdaptiveSolver",
     "AncestralSampling",

@@ -45,6 +45,7 @@ class EulerMaruyama(FlowPredictor):
     """
 
     probability_flow: bool = False
+    order = 1.0  # of the probability-flow variant
     strong_order = 1.0
     weak_order = 1.0
 

@@ -38,6 +38,7 @@ class ReverseDiffusion(FlowPredictor):
     """
 
     probability_flow: bool = False
+    order = 1.0  # of the probability-flow variant
     strong_order = 1.0
     weak_order = 1.0
 
