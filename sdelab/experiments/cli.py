@@ -12,6 +12,7 @@ EPILOG = """\
 examples:
   sdelab compare --quick                      # reduced grid, < 30 s
   sdelab compare                              # the built-in benchmark (3 min idle, longer on a busy machine)
+  sdelab compare --preset fast --out fast     # the fast samplers at 5-50 NFE, with pathwise errors
   sdelab compare --preset table1 --seeds 0 1 2
   sdelab compare --config examples/compare.toml --out my-results
   sdelab compare --score mymodel:score --data data.npy --sde vp --n-samples 1000
@@ -30,8 +31,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     grid.add_argument("--quick", action="store_true", help="reduced grid (< 30 s): --preset quick")
     grid.add_argument(
         "--preset",
-        choices=("default", "quick", "table1"),
-        help="built-in grid (default: 'default'); table1 = the structure of the paper's Table 1",
+        choices=("default", "quick", "fast", "table1"),
+        help="built-in grid (default: 'default'); fast = the fast samplers at 5-50 NFE; "
+        "table1 = the structure of the paper's Table 1",
     )
     grid.add_argument("--config", metavar="FILE", help="custom grid, a .toml or .json file")
     p.add_argument(

@@ -20,6 +20,7 @@ from .report import (
     aggregate,
     flag_outliers,
     legend,
+    pathwise_summary,
     plot_error_vs_nfe,
     plot_error_vs_time,
     results_table,
@@ -211,7 +212,7 @@ def compare(
     """Run a solver comparison and write its results, tables and plots to ``out``.
 
     Args:
-        config: a preset name (``"default"``, ``"quick"``, ``"table1"``), a ``.toml``/``.json``
+        config: a preset name (``"default"``, ``"quick"``, ``"fast"``, ``"table1"``), a ``.toml``/``.json``
             grid file, a dict or a `CompareConfig` (see `sdelab.experiments.config`).
         out: output folder. ``results.jsonl`` there is appended as each cell finishes;
             cells already in it are skipped (resume).
@@ -232,8 +233,9 @@ def compare(
             deterministic given the seed, so they would fail the same way).
 
     Files written: ``results.jsonl``, ``config.json`` (the grid), ``summary.md`` (best
-    solver per NFE budget, or the Table-1 layout), ``results.md`` (every configuration) and
-    the plots.
+    solver per NFE budget by the grid's metric and, for deterministic solvers, by the
+    pathwise error; or the Table-1 layout), ``results.md`` (every configuration), the plots
+    and ``pathwise/`` (the exact flow maps the pathwise errors are measured against).
     """
     t0 = time.perf_counter()
     cfg = _resolve_config(config)
@@ -275,7 +277,14 @@ def _compare_locked(cfg, out, device, user, progress, plots, threads, echo, retr
     if cfg.report == "table1":
         summary, md = table1(records, metric), table1(records, metric, markdown=True)
     else:
-        summary, md = summary_table(rows, metric), summary_table(rows, metric, markdown=True)
+        kw = {} if cfg.budgets is None else {"budgets": cfg.budgets}
+        summary, md = (
+            summary_table(rows, metric, **kw),
+            summary_table(rows, metric, markdown=True, **kw),
+        )
+        path, path_md = pathwise_summary(rows, **kw), pathwise_summary(rows, markdown=True, **kw)
+        if path:
+            summary, md = f"{summary}\n\n{path}", f"{md}\n\n{path_md}"
     summary += "\n\n" + legend(rows)
     md += "\n\n" + legend(rows, markdown=True)
     files = {"results": out / "results.jsonl", "config": out / "config.json"}

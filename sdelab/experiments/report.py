@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .config import solver_label, solver_legend
 from .metrics import METRICS
+from .pathwise import PATHWISE
 
 __all__ = [
     "Row",
@@ -24,6 +25,7 @@ __all__ = [
     "at_floor",
     "flag_outliers",
     "legend",
+    "pathwise_summary",
     "plot_error_vs_nfe",
     "plot_error_vs_time",
     "results_table",
@@ -50,6 +52,7 @@ class Row:
     wall_s: float = math.nan
     score_s: float = math.nan
     metrics: dict[str, tuple[float, float]] = field(default_factory=dict)  # mean, std
+    # (``metrics["pathwise"]``: deterministic solvers only, no floor)
     floor: dict[str, float] = field(default_factory=dict)  # mean over seeds
     floor_sd: dict[str, float] = field(default_factory=dict)  # spread of one exact sample
     status: str = "ok"
@@ -109,6 +112,9 @@ def aggregate(records: Sequence[dict]) -> list[Row]:
         row.wall_s = _mean_std([r["wall_s"] for r in rs])[0]
         row.score_s = _mean_std([r["score_s"] for r in rs])[0]
         row.metrics = {m: _mean_std([r["metrics"][m] for r in ok]) for m in names}
+        paths = [r.get(PATHWISE) for r in ok]
+        if paths and all(v is not None for v in paths):
+            row.metrics[PATHWISE] = _mean_std(paths)
         row.floor = {
             m: _mean_std([r["floor"][m] for r in rs if r["floor"][m] is not None])[0] for m in names
         }
@@ -251,17 +257,21 @@ def summary_table(
     ``*`` is inside the noise-floor band (`at_floor`). A last row gives the cheapest
     configuration inside the band. Failed (``error``/``diverged``) and flagged
     (`flag_outliers`) configurations are never entries; their count is given below the
-    table. The noise floor is in each dataset's heading."""
+    table. The noise floor is in each dataset's heading.
+
+    A metric without a noise floor (``pathwise``, see `pathwise_summary`) ranks only the rows
+    that have it, with neither marks nor the last row."""
     out = []
-    for ds in _unique(r.dataset for r in rows):
-        mine = [r for r in rows if r.dataset == ds]
+    for ds in _unique(r.dataset for r in rows if metric in r.metrics):
+        mine = [r for r in rows if r.dataset == ds and metric in r.metrics]
         rs = [r for r in mine if r.status == "ok" and not r.flagged]
         sdes = _unique(r.sde for r in mine)
+        has_floor = any(math.isfinite(r.floor.get(metric, math.nan)) for r in rs)
         floor = _fmt(statistics.fmean(r.floor.get(metric, math.nan) for r in rs)) if rs else "-"
+        what = (f"* = at the noise floor {floor}") if has_floor else "no noise floor"
         title = (
             f"{ds}: {metric} per NFE budget, the cheapest configuration tied with the lowest "
-            f"mean (mean ± standard error; =k: k tied within 2 SE; * = at the noise floor "
-            f"{floor})"
+            f"mean (mean ± standard error; =k: k tied within 2 SE; {what})"
         )
         body = []
         max_nfe = max((r.nfe for r in rs), default=0)
@@ -290,12 +300,15 @@ def summary_table(
                     f"(={len(tied)})"
                 )
             body.append(line)
-        line = ["floor reached"]
-        for sde in sdes:
-            ok = [r for r in rs if r.sde == sde and at_floor(r, metric)]
-            cheapest = min(ok, key=lambda r: r.nfe, default=None)
-            line.append(f"{cheapest.name} (NFE {cheapest.nfe:.0f})" if cheapest else "not reached")
-        body.append(line)
+        if has_floor:
+            line = ["floor reached"]
+            for sde in sdes:
+                ok = [r for r in rs if r.sde == sde and at_floor(r, metric)]
+                cheapest = min(ok, key=lambda r: r.nfe, default=None)
+                line.append(
+                    f"{cheapest.name} (NFE {cheapest.nfe:.0f})" if cheapest else "not reached"
+                )
+            body.append(line)
         table = _render(["NFE", *sdes], body, markdown)
         notes = []
         failed = [r for r in mine if r.status != "ok"]
@@ -314,19 +327,41 @@ def summary_table(
     return "\n\n".join(out)
 
 
+def pathwise_summary(
+    rows: Sequence[Row], *, markdown: bool = False, budgets: Sequence[int] = BUDGETS
+) -> str:
+    """`summary_table` ranked by the pathwise error (`sdelab.experiments.pathwise`) of the
+    deterministic solvers, with the same tie-aware choice; empty when no row has one."""
+    if not any(PATHWISE in r.metrics for r in rows):
+        return ""
+    head = (
+        "Deterministic solvers by their pathwise error: RMS distance of each sample to the "
+        "exact probability-flow map of the same x_T (no Monte-Carlo floor)"
+    )
+    body = summary_table(rows, PATHWISE, markdown=markdown, budgets=budgets)
+    return (f"**{head}**" if markdown else head) + "\n\n" + body
+
+
+#: shown for a configuration without a pathwise error (a stochastic solver)
+NO_PATHWISE = "—"
+
+
 def results_table(rows: Sequence[Row], *, markdown: bool = False) -> str:
-    """Every configuration: one table per (dataset, SDE) with NFE, each metric (mean ± std
-    over seeds), wall time and a first line holding the noise floor."""
+    """Every configuration: one table per (dataset, SDE) with NFE, the pathwise error (when
+    some configuration has one; ``—`` for stochastic solvers), each metric (mean ± std over
+    seeds), wall time and a first line holding the noise floor (0 for the pathwise error)."""
     out = []
     for ds in _unique(r.dataset for r in rows):
         for sde in _unique(r.sde for r in rows if r.dataset == ds):
             rs = [r for r in rows if r.dataset == ds and r.sde == sde]
             names = [m for m in METRICS if m in rs[0].floor]
-            header = ["solver", "steps/tol", "NFE", *names, "wall s", "score %"]
+            path = [PATHWISE] if any(PATHWISE in r.metrics for r in rs) else []
+            header = ["solver", "steps/tol", "NFE", *path, *names, "wall s", "score %"]
             floor = [
                 "noise floor",
                 "",
                 "",
+                *("0" for _ in path),
                 *(_fmt(rs[0].floor[m], rs[0].floor_sd.get(m)) for m in names),
                 "",
                 "",
@@ -334,7 +369,12 @@ def results_table(rows: Sequence[Row], *, markdown: bool = False) -> str:
             body = [floor]
             for r in rs:
                 share = 100 * r.score_s / r.wall_s if r.wall_s > 0 else math.nan
-                vals = [_fmt(*r.metrics[m]) if r.status == "ok" else r.status for m in names]
+                vals = [
+                    (_fmt(*r.metrics[m]) if m in r.metrics else NO_PATHWISE)
+                    if r.status == "ok"
+                    else r.status
+                    for m in [*path, *names]
+                ]
                 if r.flagged:
                     vals = [v + " !" for v in vals]
                 nfe = f"{r.nfe:.0f}" if math.isfinite(r.nfe) else "-"

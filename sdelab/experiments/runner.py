@@ -4,6 +4,10 @@ A **cell** is one (dataset, SDE, solver, steps or tolerance, seed). Each finishe
 appended to ``results.jsonl`` in the output folder and flushed at once, so a run killed
 midway loses no finished cell; running again with the same folder skips every cell whose key
 (a hash of its full configuration) is already there and computes only the rest.
+
+A deterministic solver's cell on a built-in mixture also gets its pathwise error against the
+exact probability-flow map of the same prior draws (`sdelab.experiments.pathwise`); the
+reference maps are kept in ``OUT/pathwise/`` and reused by later runs.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ from ..analytic import GaussianMixture
 from .config import (
     CompareConfig,
     build_mixture,
+    build_schedule,
     build_sde,
     build_solver,
     is_adaptive,
     solver_label,
 )
 from .metrics import Reference
+from .pathwise import PATHWISE, REFERENCE_FOLDER, FlowReferences, pathwise_error
 
 __all__ = [
     "RESULTS_FILE",
@@ -104,7 +110,7 @@ def cells(config: CompareConfig, datasets: list[dict] | None = None) -> list[Cel
     for ds in config.datasets if datasets is None else datasets:
         for sde in config.sdes:
             for sol in config.solvers:
-                spec = {k: v for k, v in sol.items() if k not in ("steps", "tolerances")}
+                spec = {k: v for k, v in sol.items() if k not in ("steps", "tolerances", "nfe")}
                 if is_adaptive(sol):
                     knobs = [(None, tol) for tol in sol.get("tolerances", config.tolerances)]
                 else:
@@ -332,7 +338,10 @@ class _Problem:
     draw of the floor is itself as noisy as the solver's own error.
     """
 
-    def __init__(self, cell: Cell, device, user: UserProblem | None) -> None:
+    def __init__(
+        self, cell: Cell, device, user: UserProblem | None, flows: FlowReferences | None = None
+    ) -> None:
+        self.flows = FlowReferences() if flows is None else flows
         dtype = getattr(torch, cell.dtype)
         n = cell.n_samples
         if user is None:
@@ -368,6 +377,13 @@ class _Problem:
             return self.user.make_score(sde)
         return self.device_mixture.score(sde)
 
+    def flow_map(self, cell: Cell, sde, device) -> Tensor | None:
+        """The exact probability-flow map of the cell's prior draw (float64), or ``None`` for
+        a user's problem (whose score is not exact)."""
+        if self.mixture is None:
+            return None
+        return self.flows.get(cell, sde, self.mixture, self.shape, device)
+
 
 #: what a cell's sampler may raise on a numerical failure (a NaN score, a step size that
 #: underflows, torchsde's internal asserts): the cell is recorded as failed and the run goes on
@@ -396,6 +412,7 @@ def run_cell(cell: Cell, problem: _Problem, device) -> dict:
             solver,
             problem.shape,
             steps=cell.steps,
+            schedule=build_schedule(cell.solver),
             eps=cell.eps,
             generator=gen,
             device=device,
@@ -416,6 +433,11 @@ def run_cell(cell: Cell, problem: _Problem, device) -> dict:
         if any(v is None for v in metrics.values()):
             rec["status"] = "diverged"
         rec.update(nfe=int(res.nfe), solver_steps=_int_or_none(res.steps), metrics=metrics)
+    rec[PATHWISE] = None
+    if res is not None and solver.stochastic is False and rec["status"] == "ok":
+        exact = problem.flow_map(cell, sde, device)
+        if exact is not None:
+            rec[PATHWISE] = pathwise_error(res.x, exact)
     rec["floor"] = problem.floor
     rec["floor_sd"] = problem.floor_sd
     rec["solver_repr"] = repr(solver)
@@ -472,7 +494,9 @@ def run(
     Each record holds the cell's ``config`` and ``key``, display fields (``dataset``, ``sde``,
     ``solver``, ``steps``, ``tol``, ``seed``), ``nfe`` (score evaluations), ``solver_steps``,
     ``wall_s`` (sampling time), ``score_s`` (time inside the score), ``metrics`` and their
-    noise ``floor`` (`sdelab.experiments.metrics.Reference`), ``status`` (``ok``,
+    noise ``floor`` (`sdelab.experiments.metrics.Reference`), ``pathwise`` (the RMS distance
+    to the exact probability-flow map of the same prior draws, `sdelab.experiments.pathwise`,
+    for a deterministic solver on a built-in mixture; else ``None``), ``status`` (``ok``,
     ``diverged`` or ``error`` with ``error``) and provenance (versions, device, time).
 
     A cell whose sampler fails numerically (`NUMERICAL_FAILURES`: ``FloatingPointError`` for
@@ -527,6 +551,7 @@ def _run_locked(config, out: Path, dev, user, progress: bool, retry_failed: bool
     todo = [(c, k) for c, k in zip(grid, keys, strict=True) if k not in existing]
     outcome = RunOutcome([], resumed=len(grid) - len(todo))
     problems: dict = {}
+    flows = FlowReferences(out / REFERENCE_FOLDER)
     provenance = {
         "sdelab": sdelab.__version__,
         "torch": torch.__version__,
@@ -538,7 +563,7 @@ def _run_locked(config, out: Path, dev, user, progress: bool, retry_failed: bool
         if dkey not in problems:
             problems = {dkey: {}}  # keep one dataset's truth samples at a time
         if cell.seed not in problems[dkey]:  # seeds vary fastest: build each once
-            problems[dkey][cell.seed] = _Problem(cell, dev, user)
+            problems[dkey][cell.seed] = _Problem(cell, dev, user, flows)
         problem = problems[dkey][cell.seed]
         rec = run_cell(cell, problem, dev)
         record = {

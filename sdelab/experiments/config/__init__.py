@@ -23,7 +23,10 @@ explicit `sdelab.GaussianMixture`) or ``{name, dim, components, seed, scale}`` (
 anisotropic mixture). SDEs are ``"vp"``, ``"subvp"``, ``"ve"`` or a table with ``kind`` and
 the class's parameters. Solvers are a kind (`SOLVERS`) or a table with ``kind``, the
 solver's options (its dataclass fields), and optional ``label``, ``steps`` and
-``tolerances`` (overriding the ladders for that solver).
+``tolerances`` (overriding the ladders for that solver), ``nfe`` (a ladder of score-evaluation
+budgets in place of ``steps``) and ``schedule`` (the time grid: ``"logsnr"`` or
+``{kind = "karras", rho = 7}``; uniform without it). ``budgets`` sets the NFE budgets of the
+summary's rows.
 
 The package is split by job: `schema` (typed checks naming the key), `solvers` (the solver
 registry, options read off the solver dataclasses), `problems` (datasets and SDEs), `grid`
@@ -38,11 +41,13 @@ from .solvers import (
     SOLVER_KINDS,
     SOLVERS,
     SolverKind,
+    build_schedule,
     build_solver,
     is_adaptive,
     solver_call,
     solver_label,
     solver_legend,
+    steps_for_nfe,
 )
 
 __all__ = [
@@ -56,6 +61,7 @@ __all__ = [
     "ConfigError",
     "SolverKind",
     "build_mixture",
+    "build_schedule",
     "build_sde",
     "build_solver",
     "config_from_dict",
@@ -65,4 +71,5 @@ __all__ = [
     "solver_call",
     "solver_label",
     "solver_legend",
+    "steps_for_nfe",
 ]

@@ -38,6 +38,8 @@ class CompareConfig:
     metric: str = "sw2"
     report: str = "summary"
     name: str = "compare"
+    #: NFE budgets of the summary's rows (``None``: 10, 20, 50, ..., 5000)
+    budgets: list[int] | None = None
 
     def to_dict(self) -> dict:
         """The grid as a plain dict (what `load_config` accepts)."""
@@ -69,9 +71,9 @@ def config_from_dict(data: dict) -> CompareConfig:
         raise ConfigError(f"metric must be one of {', '.join(METRIC_KEYS)}, got {cfg.metric!r}")
     if cfg.report not in ("summary", "table1"):
         raise ConfigError(f"report must be 'summary' or 'table1', got {cfg.report!r}")
-    for k, minimum in (("seeds", 0), ("steps", 1)):
-        if k in t.data:
-            t.used.add(k)
+    for k, minimum in (("seeds", 0), ("steps", 1), ("budgets", 1)):
+        t.used.add(k)
+        if k in t.data and not (k == "budgets" and t.data[k] is None):  # None: the default
             setattr(cfg, k, int_list(t.data[k], k, minimum))
     if "tolerances" in t.data:
         t.used.add("tolerances")

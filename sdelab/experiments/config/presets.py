@@ -1,5 +1,6 @@
-r"""The built-in grids: ``default`` (the benchmark of ``sdelab compare``), ``quick`` and
-``table1`` (the structure of Song et al. 2021, Table 1)."""
+r"""The built-in grids: ``default`` (the benchmark of ``sdelab compare``), ``quick``, ``fast``
+(the fast samplers at 5-50 score evaluations) and ``table1`` (the structure of Song et al.
+2021, Table 1)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,54 @@ def _table1_solvers() -> list:
     return solvers
 
 
-#: primary metric of the ``default`` and ``quick`` presets. The energy distance's noise floor
+#: NFE budgets of the ``fast`` preset (each solver gets the most steps that fit each one)
+FAST_BUDGETS = [5, 8, 10, 15, 20, 30, 50]
+
+
+def _fast(kind: str, schedule: str | None, **options) -> dict:
+    """A fast-preset entry: ``kind`` with ``options`` on ``schedule``, on the NFE ladder."""
+    entry: dict = {"kind": kind, **options, "nfe": FAST_BUDGETS}
+    if schedule is not None:
+        entry["schedule"] = schedule
+    return entry
+
+
+#: every fast sampler on the grid its paper (or the field's default) uses: the exponential
+#: integrators and pseudo-numerical methods on equal steps in log-SNR (DPM-Solver, UniPC,
+#: DEIS), DPM-Solver++ 2M also on the time-quadratic grid (DPM-Solver++'s choice for guided
+#: sampling) and Karras' levels (A1111's "DPM++ 2M Karras"); the Karras family on Karras'
+#: levels (rho = 7); the probability-flow Euler (EM-PF) on the uniform grid as the baseline.
+#: EDM's churn is its VP setting (Karras et al. 2022, Table 5) with S_noise = 1 (the score is
+#: exact).
+_FAST_SOLVERS: list = [
+    {"kind": "euler_maruyama", "probability_flow": True, "nfe": FAST_BUDGETS},
+    _fast("ddim", "logsnr"),
+    _fast("dpm_solver", "logsnr"),
+    _fast("dpm_solver", "quadratic"),
+    _fast("dpm_solver", "karras"),
+    _fast("dpm_solver", "logsnr", order=3),
+    _fast("dpm_solver", "logsnr", multistep=False),
+    _fast("dpm_solver", "logsnr", order=3, multistep=False, predict="noise"),
+    _fast("unipc", "logsnr"),
+    _fast("unipc", "logsnr", order=3),
+    _fast("deis", "logsnr"),
+    _fast("pndm", "logsnr"),
+    _fast("pndm", "logsnr", skip_prk=True),
+    _fast("ipndm", "logsnr"),
+    _fast("euler", "karras"),
+    _fast("heun", "karras"),
+    _fast("dpm2", "karras"),
+    _fast("lms", "karras"),
+    # stochastic: ranked by the distributional metric only
+    _fast("ddim", "logsnr", eta=1.0),
+    _fast("dpm_solver", "logsnr", stochastic=True),
+    _fast("euler_ancestral", "karras"),
+    _fast("dpm2_ancestral", "karras"),
+    _fast("dpmpp_2s_ancestral", "karras"),
+    _fast("edm_stochastic", "karras", s_churn=30.0, s_tmin=0.01, s_tmax=1.0),
+]
+
+#: primary metric of the ``default``, ``quick`` and ``fast`` presets. The energy distance's noise floor
 #: falls like 1/n while a fixed error stays, so at the same cost it separates solvers from
 #: exact sampling better than ``sw2``, whose floor on multi-modal data falls like n^(-1/4)
 #: (measured on the default grid at n = 1000, 3 seeds: 33/34/31 of 68 gmm2d configurations
@@ -78,6 +126,16 @@ PRESETS: dict[str, dict] = {
         "seeds": [0],
         "metric": _PRESET_METRIC,
     },
+    "fast": {
+        "name": "fast",
+        "datasets": ["gmm2d", "gmm16"],
+        "sdes": ["vp", "ve"],
+        "solvers": _FAST_SOLVERS,
+        "n_samples": 1000,
+        "seeds": [0, 1, 2],
+        "metric": _PRESET_METRIC,
+        "budgets": FAST_BUDGETS,
+    },
     "table1": {
         "name": "table1",
         "datasets": ["gmm2d"],
@@ -91,8 +149,9 @@ PRESETS: dict[str, dict] = {
 
 
 def preset(name: str) -> CompareConfig:
-    """A built-in grid: ``default`` (the full benchmark), ``quick`` (< 30 s), both ranked by
-    the energy distance, or ``table1`` (the structure of Song et al. 2021, Table 1, ranked by
+    """A built-in grid: ``default`` (the full benchmark), ``quick`` (< 30 s), ``fast`` (every
+    fast sampler at 5-50 NFE, with the pathwise error of the deterministic ones), all ranked
+    by the energy distance, or ``table1`` (the structure of Song et al. 2021, Table 1, ranked by
     ``sw2`` in place of FID)."""
     if name not in PRESETS:
         raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
