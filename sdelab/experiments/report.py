@@ -25,6 +25,7 @@ __all__ = [
     "at_floor",
     "flag_outliers",
     "legend",
+    "pathwise_matrix",
     "pathwise_summary",
     "plot_error_vs_nfe",
     "plot_error_vs_time",
@@ -339,7 +340,57 @@ def pathwise_summary(
         "exact probability-flow map of the same x_T (no Monte-Carlo floor)"
     )
     body = summary_table(rows, PATHWISE, markdown=markdown, budgets=budgets)
-    return (f"**{head}**" if markdown else head) + "\n\n" + body
+    matrix = pathwise_matrix(rows, markdown=markdown, budgets=budgets)
+    return (f"**{head}**" if markdown else head) + "\n\n" + body + "\n\n" + matrix
+
+
+def pathwise_matrix(
+    rows: Sequence[Row], *, markdown: bool = False, budgets: Sequence[int] = BUDGETS
+) -> str:
+    """The pathwise error of every deterministic fixed-grid solver at every NFE budget: one
+    table per (dataset, SDE), one line per solver, each entry the mean over seeds of its
+    configuration with the most NFE within the budget (``-``: none fits; ``!``: flagged as
+    an outlier by the grid's metric). The lowest entry of each budget is marked ``*`` (bold
+    in markdown)."""
+    out = []
+    fixed = [r for r in rows if PATHWISE in r.metrics and r.tol is None and r.status == "ok"]
+    for ds in _unique(r.dataset for r in fixed):
+        for sde in _unique(r.sde for r in fixed if r.dataset == ds):
+            rs = [r for r in fixed if r.dataset == ds and r.sde == sde]
+            shown = [b for b in budgets if any(r.nfe <= b for r in rs)]
+            cols: dict[str, list[Row | None]] = {}
+            for sol in _unique(r.solver for r in rs):
+                mine = [r for r in rs if r.solver == sol]
+                cols[sol] = [
+                    max((r for r in mine if r.nfe <= b), key=lambda r: r.nfe, default=None)
+                    for b in shown
+                ]
+            best = [
+                min(
+                    (c[j].metrics[PATHWISE][0] for c in cols.values() if c[j] and not c[j].flagged),
+                    default=math.nan,
+                )
+                for j in range(len(shown))
+            ]
+            body = []
+            for sol, picks in cols.items():
+                line = [sol]
+                for j, r in enumerate(picks):
+                    if r is None:
+                        line.append("-")
+                        continue
+                    v = _fmt(r.metrics[PATHWISE][0]) + (" !" if r.flagged else "")
+                    if r.metrics[PATHWISE][0] == best[j] and not r.flagged:
+                        v = f"**{v}**" if markdown else f"{v}*"
+                    line.append(v)
+                body.append(line)
+            title = (
+                f"{ds} / {sde}: pathwise error per NFE budget (mean over seeds; "
+                f"{'bold' if markdown else '*'}: the lowest)"
+            )
+            table = _render(["solver", *(f"<= {b}" for b in shown)], body, markdown)
+            out.append((f"**{title}**\n\n" if markdown else f"{title}\n") + table)
+    return "\n\n".join(out)
 
 
 #: shown for a configuration without a pathwise error (a stochastic solver)
