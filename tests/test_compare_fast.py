@@ -5,6 +5,7 @@ the resume keys of grids written before any of this existed."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 import pytest
 import torch
@@ -122,7 +123,7 @@ def test_pathwise_is_zero_for_the_reference_itself_and_falls_with_ddim_steps(tmp
     assert recs[0]["solver"] == "PF-ODE" and recs[0]["pathwise"] < 1e-12
     errs = [r["pathwise"] for r in recs[1:]]
     assert all(e > 1e-3 for e in errs)
-    assert all(a > b for a, b in zip(errs, errs[1:], strict=False)), errs
+    assert all(a > b for a, b in itertools.pairwise(errs)), errs
     # the same number computed the documented way: sdelab.sample of the reference solver
     # with the same generator (float64: the same x_T) and of DDIM on the same grid
     mix = build_mixture(check_dataset("gmm2d", "d"))
