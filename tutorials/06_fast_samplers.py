@@ -185,7 +185,7 @@ ax.set_title("DDIM (exponential Euler) against EM-PF (Euler in t), VP, uniform g
 ax.legend(fontsize=8)
 fig.tight_layout()
 # alt: Log-log plot of the pathwise error against the data scale c from 0.001 to 3 for DDIM
-#   and EM-PF at 10 and 40 steps. DDIM's error grows with c from about 1e-5 and is orders of
+#   and EM-PF at 10 and 40 steps. DDIM's error grows with c from about 1e-4 and is orders of
 #   magnitude below EM-PF's for small c; EM-PF's error stays near 1e-2 to 5e-2 and drops to
 #   rounding at c = 1, where the data equals the prior; above c = 1 both grow.
 plt.show()
@@ -344,7 +344,7 @@ plt.show()
 
 # %% [markdown]
 # Where the errors are asymptotic the fitted slopes match the declared orders to a few
-# tenths (`tests/test_fast_orders.py` checks every deterministic solver of sdelab this way).
+# tenths (`tests/test_fast_orders.py` measures every deterministic solver of sdelab this way).
 # Two need more steps than the small build's ladder (20-160 fitted): DEIS-3 comes down to 3
 # from above and LMS's 4-point formula approaches 4 only slowly, because their lower-order
 # warm-up steps (LMS starts with Euler) still weigh in; the full build fits 80-640 steps.
