@@ -336,14 +336,6 @@ def test_dpm_singlestep_equals_diffusers(order, solver_type, predict):
         assert rel(ours.x, theirs) < TOL
 
 
-def test_dpm_sde_singlestep_is_not_offered():
-    """diffusers' DPMSolverSDEScheduler (k-diffusion's DPM++ SDE) draws its noise from a
-    torchsde Brownian tree at two levels per step; sdelab does not implement that singlestep
-    SDE solver, and says so."""
-    with pytest.raises(ValueError, match="multistep=False"):
-        DPMSolver(2, multistep=False, stochastic=True)
-
-
 # --------------------------------------------------------------------------------------------
 # orders against the exact probability-flow map, inversion, stochastic weak errors
 # --------------------------------------------------------------------------------------------

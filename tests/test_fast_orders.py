@@ -3,7 +3,7 @@
 For each solver the pathwise error against the exact probability-flow map of the same $x_T$
 (scipy's DOP853 at rtol = atol = 1e-10 through `sdelab.ProbabilityFlowODE`; the same generator
 gives the same prior draw) is measured in float64 over a ladder of steps on a smooth mixture
-(wide components, so the error is asymptotic at tens of steps) under VP, and the log-log slope
+(wide components, so the error is asymptotic at a few hundred steps) under VP, and the log-log slope
 of error against steps must lie within 0.3 of the declared ``order`` (diffrax's order test is
 the model).
 
@@ -25,11 +25,12 @@ from sdelab._convergence import deterministic_grid_solvers, exact_flow_solver, f
 
 F64 = torch.float64
 SDE = sdelab.VPSDE()
-#: wide components: the flow is smooth down to eps, so 20-160 steps are asymptotic
+#: wide components: the flow is smooth down to eps; 80-640 steps are asymptotic for every
+#: method here (at 20-160 the third- and fourth-order ones still measure 0.3-0.6 off)
 MIX = sdelab.GaussianMixture([[-1.0, 0.5], [1.0, -0.5]], [[0.8, 1.0], [1.0, 0.7]], [0.4, 0.6])
 SHAPE = (64, 2)
 SEED = 0
-LADDER = (20, 40, 80, 160)
+LADDER = (80, 160, 320, 640)
 SCHEDULE = "logsnr"
 TOLERANCE = 0.3
 
@@ -53,12 +54,9 @@ VARIANTS = [
 
 
 def expected_order(solver) -> float:
-    """The declared order, except for IPNDM, whose ``order`` option is its highest
-    Adams-Bashforth order (diffusers' name): its first (DDIM) step and the equal-step
-    coefficients make the method second order (`sdelab.IPNDM`, "Order")."""
-    if isinstance(solver, sdelab.IPNDM):
-        return float(min(solver.order, 2))
-    return float(solver.order)
+    """The declared convergence order (`GridSolver.convergence_order`: ``order`` unless the
+    method's ``order`` option means something else, as for UniPC and IPNDM)."""
+    return float(solver.convergence_order)
 
 
 def _discovered() -> list:

@@ -1,5 +1,6 @@
 r"""DPM-Solver and DPM-Solver++: exponential integrators of the probability-flow ODE, singlestep
-(Runge-Kutta-like) and multistep (Adams-like), and the DPM-Solver++ 2M SDE (Lu et al. 2022a,b).
+(Runge-Kutta-like) and multistep (Adams-like), and SDE-DPM-Solver++: the 2M SDE and the
+singlestep DPM++ SDE (Lu et al. 2022a,b).
 
 Both integrate the probability-flow ODE exactly in its linear part and approximate the model
 output by a Taylor polynomial in the half log-SNR $\lambda = \log(m/\sigma)$ (`_exp`). From
@@ -57,6 +58,22 @@ def _poly_coeffs(c: float, u: float, solver_type: str) -> tuple[float, float, fl
     return b0, b1, b2
 
 
+def _sde_std(c: Coeffs, n: Coeffs) -> float:
+    r"""The noise std $\sigma_t\sqrt{1 - e^{-2h}}$ of an SDE-DPM-Solver++ step from ``c`` to ``n``."""
+    return n.sigma * math.sqrt(-math.expm1(-2.0 * (n.lam - c.lam)))
+
+
+def _brownian_split(c: Coeffs, u: Coeffs, n: Coeffs) -> tuple[float, float]:
+    r"""$(w_1, w_2)$ with $w_1^2 = (s_c - s_u)/(s_c - s_n)$, $w_1^2 + w_2^2 = 1$, in the
+    noise-to-signal ratio $s = e^{-\lambda}$: the whole-step Brownian increment
+    $w_1 z_1 + w_2 z_2$ (normalised) from the increments over $[s_c, s_u]$ and $[s_u, s_n]$
+    (normalised, independent), computed from $\lambda$ differences without cancellation."""
+    whole = math.expm1(c.lam - n.lam)
+    w1 = math.expm1(c.lam - u.lam) / whole
+    w2 = math.exp(c.lam - u.lam) * math.expm1(u.lam - n.lam) / whole
+    return math.sqrt(w1), math.sqrt(w2)
+
+
 @dataclass(frozen=True)
 class DPMSolver(GridSolver):
     r"""DPM-Solver (``predict="noise"``, Lu et al. 2022a) and DPM-Solver++ (``predict="data"``,
@@ -89,6 +106,32 @@ class DPMSolver(GridSolver):
       ``algorithm_type="sde-dpmsolver++"``): $a = e^{-h}\sigma_t/\sigma_s$, $c = m_t$,
       $u = -2h$, the same $D_1$, plus $\sigma_t\sqrt{1 - e^{-2h}}\,z$,
       $z \sim \mathcal N(0, I)$. Its order 1 is `sdelab.DDIM` with ``eta=1``.
+    * **DPM++ SDE** (``stochastic=True, multistep=False, order=2``): the singlestep
+      SDE-DPM-Solver++ 2S (Lu et al. 2022b, App. B) with the ancestral split of the noise of
+      Karras et al. 2022 (k-diffusion's ``sample_dpmpp_sde``, A1111's "DPM++ SDE", diffusers'
+      ``DPMSolverSDEScheduler``, all at $\eta = 1$, $r = r_1 = 1/2$, ``s_noise`` 1). With
+      $\lambda_u = \lambda_s + r_1 h$, a first SDE-DPM-Solver++(1) stage to $u$ and the
+      second stage over the whole step from the data prediction there:
+
+      $$ x_u = \frac{\sigma_u}{\sigma_s}e^{-r_1 h}x_s + m_u\big(1 - e^{-2r_1 h}\big)D_0
+         + \sigma_u\sqrt{1 - e^{-2 r_1 h}}\;z_1, $$
+      $$ x_t = \frac{\sigma_t}{\sigma_s}e^{-h}x_s + m_t\big(1 - e^{-2h}\big)
+         \Big[\big(1 - \tfrac{1}{2r_1}\big)D_0 + \tfrac{1}{2r_1}D(x_u, u)\Big]
+         + \sigma_t\sqrt{1 - e^{-2h}}\;\zeta, $$
+
+      i.e. $a x_s + b_0 D_0 + b_1 (D(x_u) - D_0)/r_1$ with the 2M SDE's $(a, b_0, b_1)$
+      (``solver_type="heun"`` takes the Taylor $b_1$ instead). In k-diffusion's variables
+      ($x/m$ and $s = \sigma/m$) each stage is DPM-Solver++(1) down to
+      $s_\downarrow = s_{\rm to}^2/s_{\rm from}$ plus $s_\uparrow z$,
+      $s_\uparrow^2 = s_{\rm to}^2 - s_\downarrow^2$: the same two lines.
+      **The two noises.** k-diffusion and diffusers draw them from one torchsde Brownian tree
+      $W$ in the time variable $s$ (``BrownianTreeNoiseSampler``, identity transform), each
+      normalised by the square root of its interval: $z_1 \propto W(s_u) - W(s_s)$ and
+      $\zeta \propto W(s_t) - W(s_s)$, which contains the first. sdelab draws the same law
+      exactly, without a tree: independent $z_1, z_2 \sim \mathcal N(0, I)$ (the normalised
+      increments over $[s_s, s_u]$ and $[s_u, s_t]$, in that order from the generator) and
+      $\zeta = w_1 z_1 + w_2 z_2$, $w_1^2 = (s_s - s_u)/(s_s - s_t)$,
+      $w_2^2 = (s_u - s_t)/(s_s - s_t)$. Weak order 1, 2 evaluations per step.
 
     **Warm-up and final steps.** A multistep method starts at order 1 and raises its order by
     one per step while its history fills (the papers, diffusers). With ``lower_order_final``
@@ -110,7 +153,8 @@ class DPMSolver(GridSolver):
         order: 1, 2 or 3 (``stochastic=True``: 1 or 2).
         multistep: multistep (1 evaluation per step) or singlestep (``order`` per step).
         predict: ``"data"`` (DPM-Solver++) or ``"noise"`` (DPM-Solver).
-        stochastic: the DPM-Solver++ 2M SDE (needs ``multistep=True``, ``predict="data"``).
+        stochastic: SDE-DPM-Solver++ (needs ``predict="data"``): the 2M SDE with
+            ``multistep=True``, the DPM++ SDE with ``multistep=False``.
         solver_type: ``"midpoint"`` (the papers) or ``"heun"`` (the Taylor coefficient).
         lower_order_final: lower-order final steps on grids of fewer than 15 steps (multistep).
         r1: the first intermediate point of a singlestep method, in units of $h$ (default
@@ -142,16 +186,12 @@ class DPMSolver(GridSolver):
         if self.stochastic:
             if self.order == 3:
                 raise ValueError(
-                    "order must be 1 or 2 with stochastic=True (the DPM-Solver++ 2M SDE), got 3"
-                )
-            if not self.multistep:
-                raise ValueError(
-                    "stochastic=True needs multistep=True (the DPM-Solver++ 2M SDE); the "
-                    "singlestep DPM++ SDE is not implemented, got multistep=False"
+                    "order must be 1 or 2 with stochastic=True (the DPM-Solver++ 2M SDE or the "
+                    "singlestep DPM++ SDE), got 3"
                 )
             if self.predict != "data":
                 raise ValueError(
-                    "stochastic=True needs predict='data' (the DPM-Solver++ 2M SDE), got "
+                    "stochastic=True needs predict='data' (SDE-DPM-Solver++), got "
                     f"predict={self.predict!r}"
                 )
         r1, r2 = self.ratios
@@ -221,14 +261,13 @@ class DPMSolver(GridSolver):
         n = coeffs(sde, step.t_next)
         y0 = self._output(score, x, c)
         if not self.multistep and self.order > 1:
-            return self._singlestep(sde, score, x, y0, c, n), ((), n)
+            return self._singlestep(sde, score, x, y0, c, n, generator), ((), n)
         k = min(self.order, len(history) + 1)
         if self.lower_order_final and step.count < LOWER_ORDER_FINAL_BELOW:
             k = min(k, step.remaining + 1)
         x_next = self._multistep(x, y0, c, n, history[len(history) - (k - 1) :] if k > 1 else ())
         if self.stochastic:
-            std = n.sigma * math.sqrt(-math.expm1(-2.0 * (n.lam - c.lam)))
-            x_next = x_next + gaussian_noise(x, generator, std)
+            x_next = x_next + gaussian_noise(x, generator, _sde_std(c, n))
         if self.order == 1:
             return x_next, ((), n)
         return x_next, ((*history, (c.lam, y0))[-(self.order - 1) :], n)
@@ -252,17 +291,27 @@ class DPMSolver(GridSolver):
         d2 = (2.0 / (r0 + r1)) * (d10 - d11)
         return out + b1 * d1 + b2 * d2
 
-    def _singlestep(self, sde, score, x, y0, c: Coeffs, n: Coeffs) -> Tensor:
-        """2S / 3S: intermediate points at $\\lambda_s + r_1 h$ (and $r_2 h$), then the step."""
+    def _singlestep(self, sde, score, x, y0, c: Coeffs, n: Coeffs, generator) -> Tensor:
+        """2S / 3S: intermediate points at $\\lambda_s + r_1 h$ (and $r_2 h$), then the step;
+        the DPM++ SDE adds the correlated pair of noises of the class docs to 2S."""
         h = n.lam - c.lam
         r1, r2 = self.ratios
         u1 = self._at(sde, c, r1 * h)
         a, b0, _, _ = self._affine(c, u1, "midpoint")
-        y1 = self._output(score, a * x + b0 * y0, u1)
+        x1 = a * x + b0 * y0
+        if self.stochastic:
+            z1, z2 = gaussian_noise(x, generator), gaussian_noise(x, generator)
+            x1 = x1 + _sde_std(c, u1) * z1
+        y1 = self._output(score, x1, u1)
         d10 = (y1 - y0) / r1
         if self.order == 2:
             a, b0, b1, _ = self._affine(c, n, self.solver_type)
-            return a * x + b0 * y0 + b1 * d10
+            x_next = a * x + b0 * y0 + b1 * d10
+            if self.stochastic:
+                w1, w2 = _brownian_split(c, u1, n)
+                std = _sde_std(c, n)
+                x_next = x_next + (std * w1) * z1 + (std * w2) * z2
+            return x_next
         u2 = self._at(sde, c, r2 * h)
         a, b0, b1, _ = self._affine(c, u2, "heun")
         y2 = self._output(score, a * x + b0 * y0 + b1 * (y1 - y0) / (r1 / r2), u2)

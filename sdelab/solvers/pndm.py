@@ -216,5 +216,10 @@ class IPNDM(_PseudoNumerical):
         ):
             raise ValueError(f"order must be an integer 1, 2, 3 or 4, got {self.order!r}")
 
+    @property
+    def convergence_order(self) -> float:
+        r"""$\min(\texttt{order}, 2)$, the pathwise order of the whole method (see "Order")."""
+        return float(min(self.order, 2))
+
     def advance(self, sde, score, x, index, c, c_next, history):
         return _multistep(score, x, c, c_next, history, self.order)
