@@ -13,9 +13,9 @@ import torch
 import sdelab
 from sdelab._convergence import exact_flow_solver, flow_error
 from sdelab.experiments import compare, config_from_dict, preset
-from sdelab.experiments.config import ConfigError, build_mixture, solver_label
+from sdelab.experiments.config import ConfigError, solver_label
 from sdelab.experiments.config.presets import FAST_BUDGETS, PRESETS
-from sdelab.experiments.config.problems import check_dataset
+from sdelab.experiments.config.problems import builtin_mixture
 from sdelab.experiments.runner import cells
 
 TINY = {
@@ -126,7 +126,7 @@ def test_pathwise_is_zero_for_the_reference_itself_and_falls_with_ddim_steps(tmp
     assert all(a > b for a, b in itertools.pairwise(errs)), errs
     # the same number computed the documented way: sdelab.sample of the reference solver
     # with the same generator (float64: the same x_T) and of DDIM on the same grid
-    mix = build_mixture(check_dataset("gmm2d", "d"))
+    mix = builtin_mixture("gmm2d")
     sde = sdelab.VPSDE()
 
     def run(solver, **kw):
@@ -202,7 +202,7 @@ FAST_CLASSES = {
 
 
 def _counted_nfe(solver, steps: int) -> int:
-    mix = build_mixture(check_dataset("gmm2d", "d"))
+    mix = builtin_mixture("gmm2d")
     sde = sdelab.VPSDE()
     return sdelab.sample(sde, mix.score(sde), solver, (2, 2), steps=steps).nfe
 

@@ -91,6 +91,7 @@ _FAST_SOLVERS: list = [
     # stochastic: ranked by the distributional metric only
     _fast("ddim", "logsnr", eta=1.0),
     _fast("dpm_solver", "logsnr", stochastic=True),
+    _fast("dpm_solver", "karras", stochastic=True, multistep=False),  # A1111's DPM++ SDE Karras
     _fast("euler_ancestral", "karras"),
     _fast("dpm2_ancestral", "karras"),
     _fast("dpmpp_2s_ancestral", "karras"),

@@ -207,7 +207,8 @@ class SolverRegistry:
 
 def _dpm_solver_label(o: dict) -> str:
     """The field's names of `sdelab.DPMSolver`'s variants: ``DPM++2M`` (data prediction,
-    multistep), ``DPM-Solver-3S`` (noise prediction, singlestep), ``DPM++2M-SDE``."""
+    multistep), ``DPM-Solver-3S`` (noise prediction, singlestep), ``DPM++2M-SDE`` and
+    ``DPM++2S-SDE`` (A1111's "DPM++ SDE")."""
     name = "DPM++" if o["predict"] == "data" else "DPM-Solver-"
     name += f"{o['order']}{'M' if o['multistep'] else 'S'}"
     return name + ("-SDE" if o["stochastic"] else "")
