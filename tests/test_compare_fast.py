@@ -242,6 +242,19 @@ def test_fast_preset_runs_every_fast_solver_within_each_budget(tmp_path):
     assert "<= 5" in res.summary and "<= 8" not in res.summary
 
 
+def test_the_cli_offers_the_fast_preset(capsys):
+    import argparse
+
+    from sdelab.experiments.cli import add_args
+
+    p = argparse.ArgumentParser()
+    add_args(p)
+    assert p.parse_args(["--preset", "fast"]).preset == "fast"
+    with pytest.raises(SystemExit):
+        p.parse_args(["--preset", "fastest"])
+    assert "--preset fast" in p.epilog and "fast" in capsys.readouterr().err
+
+
 # --- resume keys of grids written before schedules --------------------------------------------
 
 #: SHA-1 of the sorted resume keys (device "cpu") of every cell of the presets as sdelab

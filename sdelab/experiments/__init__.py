@@ -3,6 +3,8 @@ r"""Solver comparison experiments: the engine of ``sdelab compare``.
 * `compare`: run a grid and write results, tables and plots (the Python face of the CLI).
 * `sdelab.experiments.config`: grids (`CompareConfig`, `load_config`, presets).
 * `sdelab.experiments.metrics`: distances to the truth, each beside its noise floor.
+* `sdelab.experiments.pathwise`: a deterministic solver's distance to the exact
+  probability-flow map of the same prior draws (no noise floor).
 * `sdelab.experiments.runner`: cells, resumable JSON-lines results, score timing.
 * `sdelab.experiments.report`: tables (best solver per NFE budget, Table-1 layout) and plots.
 """

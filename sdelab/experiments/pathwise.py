@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -125,4 +126,4 @@ class FlowReferences:
 def pathwise_error(x: Tensor, exact: Tensor) -> float | None:
     """`flow_error` of a sample against its exact flow map, ``None`` when not finite."""
     err = flow_error(x.to(exact), exact)
-    return err if err == err and err != float("inf") else None
+    return err if math.isfinite(err) else None
