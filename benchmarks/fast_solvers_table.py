@@ -27,7 +27,7 @@ import torch
 
 import sdelab
 from sdelab._convergence import deterministic_grid_solvers, exact_flow_solver, flow_error
-from sdelab.experiments.config import BUILTIN_DATASETS, _builtin, build_mixture
+from sdelab.experiments.config import BUILTIN_DATASETS, builtin_mixture
 
 SCHEDULES = ("uniform", "logsnr", "karras", "quadratic")
 BUDGETS = (5, 8, 10, 15, 20, 30, 50)
@@ -67,7 +67,7 @@ def steps_for_budget(sde, score, solver, budget: int, dim: int) -> int | None:
 
 
 def table(name: str, n: int, seed: int) -> tuple[str, str]:
-    mix = build_mixture(_builtin(name))
+    mix = builtin_mixture(name)
     sde = sdelab.VPSDE()
     score = mix.score(sde)
     dim = mix.means.shape[-1]

@@ -221,7 +221,7 @@ class GaussianMixture:
         r"""$m(t)$ and $\sigma(t)$: Python floats, or shape (B,) for per-sample times."""
         check_linear_sde(sde, "the mixture oracle", "Gaussian perturbation kernel")
         t = check_time_like(x, t, sde.T)
-        return sde.mean_coeff(t), sde.std(t)
+        return sde.marginal_coeffs(t)
 
     def _params(self, x: Tensor) -> _Params:
         """The parameters in ``x``'s dtype and on its device, shaped to broadcast against

@@ -139,3 +139,16 @@ def test_deterministic_solvers_are_deterministic(solver):
     ]
     assert torch.equal(*runs)
     assert solver.order is not None and solver.order >= 1
+
+
+@pytest.mark.parametrize("solver", SOLVERS, ids=IDS)
+def test_nfe_per_step_is_what_a_step_costs_once_warmed_up(solver):
+    """Ten more steps cost ten times ``nfe_per_step`` more score calls, with or without a
+    corrector (warm-up and final steps may cost differently; they are in both runs)."""
+    sde = sdelab.VPSDE()
+    for s in (solver, sdelab.PC(solver, sdelab.Langevin(n_steps=2))):
+        nfe = [
+            sdelab.sample(sde, MIX.score(sde), s, (8, 2), steps=n, generator=torch.Generator()).nfe
+            for n in (20, 30)
+        ]
+        assert nfe[1] - nfe[0] == 10 * s.nfe_per_step, (nfe, s.nfe_per_step)

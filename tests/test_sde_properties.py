@@ -159,3 +159,11 @@ def test_gbm_solution_matches_fine_euler_maruyama_on_one_path():
     exact = gbm.solution(x0, 1.0, dw.sum(0))
     # strong order 1/2: error ~ C sqrt(dt) with C of order sigma^2 x / sqrt(2)
     assert (xT - exact).abs().max().item() < 3 * 0.5**2 * exact.abs().max().item() / np.sqrt(steps)
+
+
+@given(sde=linear_sdes(), t=times, dtype=dtypes)
+def test_marginal_coeffs_are_mean_coeff_and_std(sde, t, dtype):
+    tt = torch.tensor([t, 0.5 * t], dtype=dtype)
+    m, s = sde.marginal_coeffs(tt)
+    assert torch.equal(m, sde.mean_coeff(tt)) and torch.equal(s, sde.std(tt))
+    assert sde.marginal_coeffs(t) == (sde.mean_coeff(t), sde.std(t))

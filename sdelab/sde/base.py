@@ -217,6 +217,11 @@ class LinearSDE(SDE):
     def std(self, t: Time) -> Time:
         r"""$\sigma(t)$, the standard deviation of $x_t$ given $x_0$."""
 
+    def marginal_coeffs(self, t: Time) -> tuple[Time, Time]:
+        r"""$(m(t), \sigma(t))$ together: what the perturbation kernel needs, computed with
+        shared intermediate results where a subclass can (VP, sub-VP)."""
+        return self.mean_coeff(t), self.std(t)
+
     def log_snr(self, t: Time) -> Time:
         r"""The half log signal-to-noise ratio $\lambda(t) = \log\big(m(t)/\sigma(t)\big)$.
 

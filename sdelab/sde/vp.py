@@ -84,6 +84,11 @@ class VPSDE(_LinearBetaSDE):
         t = check_time(t, self.T)
         return tm.sqrt(-tm.expm1(2.0 * self.log_mean_coeff(t)))
 
+    def marginal_coeffs(self, t: Time) -> tuple[Time, Time]:
+        r"""$(m, \sqrt{1 - m^2})$ from one $\log m(t)$."""
+        lm = self.log_mean_coeff(t)
+        return tm.exp(lm), tm.sqrt(-tm.expm1(2.0 * lm))
+
     def log_snr(self, t: Time) -> Time:
         r"""$\lambda(t) = \log m - \tfrac12\log(1 - m^2)$ (with ``expm1``)."""
         t = check_time(t, self.T)
@@ -132,6 +137,11 @@ class SubVPSDE(_LinearBetaSDE):
         r"""$\sigma(t) = 1 - m(t)^2$ (computed with ``expm1``)."""
         t = check_time(t, self.T)
         return -tm.expm1(2.0 * self.log_mean_coeff(t))
+
+    def marginal_coeffs(self, t: Time) -> tuple[Time, Time]:
+        r"""$(m, 1 - m^2)$ from one $\log m(t)$."""
+        lm = self.log_mean_coeff(t)
+        return tm.exp(lm), -tm.expm1(2.0 * lm)
 
     def log_snr(self, t: Time) -> Time:
         r"""$\lambda(t) = \log m - \log(1 - m^2)$ (with ``expm1``)."""

@@ -169,6 +169,12 @@ class PC(GridSolver):
     def stochastic(self) -> bool:  # type: ignore[override]
         return self.corrector is not None or bool(self.predictor and self.predictor.stochastic)
 
+    @property
+    def nfe_per_step(self) -> int:  # type: ignore[override]
+        """The predictor's score evaluations per step plus the corrector's ``n_steps``."""
+        p = self.predictor.nfe_per_step if self.predictor is not None else 0
+        return p + (self.corrector.n_steps if self.corrector is not None else 0)
+
     def init(self, sde: SDE, x: Tensor, times: list[float]):
         return None if self.predictor is None else self.predictor.init(sde, x, times)
 

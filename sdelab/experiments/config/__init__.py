@@ -32,7 +32,7 @@ registry, options read off the solver dataclasses), `problems` (datasets and SDE
 
 from .grid import METRIC_KEYS, CompareConfig, config_from_dict, load_config
 from .presets import PRESETS, preset
-from .problems import BUILTIN_DATASETS, SDE_KINDS, build_mixture, build_sde
+from .problems import BUILTIN_DATASETS, SDE_KINDS, build_mixture, build_sde, builtin_mixture
 from .schema import ConfigError
 from .solvers import (
     SOLVER_KINDS,
@@ -58,6 +58,7 @@ __all__ = [
     "build_mixture",
     "build_sde",
     "build_solver",
+    "builtin_mixture",
     "config_from_dict",
     "is_adaptive",
     "load_config",

@@ -64,6 +64,13 @@ def _builtin(name: str) -> dict:
     return _random_mixture("gmm16", 16, 8, 0, 3.0)
 
 
+def builtin_mixture(name: str) -> GaussianMixture:
+    """The built-in benchmark mixture ``name`` (a key of `BUILTIN_DATASETS`)."""
+    if name not in BUILTIN_DATASETS:
+        raise ValueError(f"name must be one of {sorted(BUILTIN_DATASETS)}, got {name!r}")
+    return build_mixture(_builtin(name))
+
+
 def check_dataset(v: Any, key: str) -> dict:
     """A dataset entry of a grid as a plain dict (``name``, ``means``, ``stds``, ``weights``)."""
     if isinstance(v, str):
