@@ -52,7 +52,9 @@ def invert(
         score: ``score(x, t)``.
         x: data at time ``eps``, shape (B, ...).
         solver: a deterministic `GridSolver` (``solver.stochastic`` is False).
-        steps, schedule, eps: the grid, as in `sdelab.sample`.
+        steps: the number of steps, as in `sdelab.sample`.
+        schedule: the grid (`sdelab.time_grid`), as in `sdelab.sample`.
+        eps: the data's time $\epsilon$, the grid's lower end.
         progress: show a tqdm progress bar.
 
     Returns:
