@@ -12,8 +12,9 @@ samples are timed alternately in one process:
 2. a hand-written minimal loop of the same update with precomputed Python-float coefficients;
 3. diffusers' loop (``set_timesteps``, ``scale_model_input``, ``step``).
 
-It prints the median and the range of the per-round ratios sample/minimal (target <= 1.10)
-and sample/diffusers (target <= 1.0).
+Each round times every loop ``inner`` times in a row (10; 2 with ``--quick``), in an order
+rotated from round to round. It prints the median and the range of the per-round ratios
+sample/minimal (target <= 1.10) and sample/diffusers (target <= 1.0).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
     rounds, batch = (5, 1024) if args.quick else (21, 4096)
+    inner = 2 if args.quick else 10
     torch.set_num_threads(1)
     sched, sde, score, eps_model = setup(args.device, batch)
     sched.set_timesteps(args.steps)
@@ -125,15 +127,19 @@ def main() -> None:
             f"max |{k} - minimal| / max |minimal| = {float((outs[k] - outs['minimal']).abs().max() / ref):.2e}"
         )
     times = {k: [] for k in runs}
-    for _ in range(rounds):
-        for k, f in runs.items():
+    names = list(runs)
+    for r in range(rounds):
+        # each round times every loop `inner` times in a row, in an order rotated per round
+        for k in names[r % len(names) :] + names[: r % len(names)]:
+            f = runs[k]
             if args.device != "cpu":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            f()
+            for _ in range(inner):
+                f()
             if args.device != "cpu":
                 torch.cuda.synchronize()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append((time.perf_counter() - t0) / inner)
     for other, target in (("minimal", 1.10), ("diffusers", 1.0)):
         ratios = [a / b for a, b in zip(times["sample"], times[other], strict=True)]
         print(

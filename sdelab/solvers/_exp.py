@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from ..sde.base import SDE, check_linear_sde
@@ -72,7 +73,7 @@ def coeffs(sde, t: float) -> Coeffs:
 def data_prediction(score, x: Tensor, c: Coeffs) -> Tensor:
     r"""$D(x, t) = \big(x + \sigma(t)^2\,s(x, t)\big)/m(t)$: one score evaluation
     (`sdelab.tweedie_denoise`, with the coefficients already at hand)."""
-    return (x + (c.sigma * c.sigma) * score(x, c.t)) / c.m
+    return torch.add(x, score(x, c.t), alpha=c.sigma * c.sigma).div_(c.m)
 
 
 def noise_from_data(x: Tensor, d: Tensor, c: Coeffs) -> Tensor:

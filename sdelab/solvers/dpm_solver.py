@@ -275,14 +275,14 @@ class DPMSolver(GridSolver):
     def _multistep(self, x, y0, c: Coeffs, n: Coeffs, past) -> Tensor:
         """The order-``len(past) + 1`` Adams-type update from the outputs at earlier times."""
         a, b0, b1, b2 = self._affine(c, n, self.solver_type if len(past) < 2 else "heun")
-        out = a * x + b0 * y0
+        out = torch.add(a * x, y0, alpha=b0)  # a x + b0 y0, fused: one kernel fewer
         if not past:
             return out
         h = n.lam - c.lam
         lam1, y1 = past[-1]
         r0 = (c.lam - lam1) / h
         if len(past) == 1:
-            return out + (b1 / r0) * (y0 - y1)
+            return out.add_(y0 - y1, alpha=b1 / r0)
         d10 = (y0 - y1) / r0
         lam2, y2 = past[-2]
         r1 = (lam1 - lam2) / h
