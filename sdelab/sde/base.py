@@ -222,6 +222,14 @@ class LinearSDE(SDE):
         shared intermediate results where a subclass can (VP, sub-VP)."""
         return self.mean_coeff(t), self.std(t)
 
+    def grid_coeffs(self, t: float) -> tuple[float, float, float]:
+        r"""$(m(t), \sigma(t), \lambda(t))$ at a Python-float time, as Python floats: what a
+        fast sampler needs at each grid time (`sdelab.solvers._exp.coeffs`). Subclasses
+        compute the three from one shared quantity where they can (`DiscreteVPSDE`: one table
+        interpolation)."""
+        m, sigma = self.marginal_coeffs(t)
+        return float(m), float(sigma), float(self.log_snr(t))
+
     def log_snr(self, t: Time) -> Time:
         r"""The half log signal-to-noise ratio $\lambda(t) = \log\big(m(t)/\sigma(t)\big)$.
 

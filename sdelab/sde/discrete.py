@@ -220,6 +220,13 @@ class DiscreteVPSDE(LinearSDE):
         r"""$g(t) = \sqrt{-2a(t)}$ (VP: $(\sigma^2)' = 2a\sigma^2 + g^2$ with $\sigma^2 = 1 - m^2$)."""
         return tm.sqrt(-2.0 * self.drift_coeff(t))
 
+    def grid_coeffs(self, t: float) -> tuple[float, float, float]:
+        r"""$(m, \sigma, \lambda) = \big((1 + s^2)^{-1/2},\ s\,m,\ -\log s\big)$ from one
+        interpolation of $\log s(t)$."""
+        ls = self._interp(check_time(t, self.T))[0]
+        lm = -0.5 * tm.softplus(2.0 * ls)
+        return math.exp(lm), math.exp(ls + lm), -ls
+
     def log_snr(self, t: Time) -> Time:
         r"""$\lambda(t) = -\log s(t)$, piecewise linear in $t$."""
         return -self.log_nsr(t)

@@ -67,7 +67,7 @@ def require_linear(sde: SDE, who: str):
 
 def coeffs(sde, t: float) -> Coeffs:
     """`Coeffs` of the linear SDE ``sde`` at the Python-float time ``t`` (no tensor touched)."""
-    return Coeffs(t, float(sde.mean_coeff(t)), float(sde.std(t)), float(sde.log_snr(t)))
+    return Coeffs(t, *sde.grid_coeffs(t))
 
 
 def data_prediction(score, x: Tensor, c: Coeffs) -> Tensor:

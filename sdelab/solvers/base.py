@@ -116,16 +116,37 @@ class CountingScore:
         first = self.first_bad_call
         return 0 if first is None else int(first)
 
-    def check(self, where: Callable[[int], str] | None = None) -> None:
+    def check(
+        self, where: Callable[[int], str] | None = None, result: Tensor | None = None
+    ) -> None:
         """Raise ``FloatingPointError`` if any output was non-finite (one host sync).
 
         ``where(k)``, if given, adds to the message where the bad call ``k`` happened (the
-        sampler names its step)."""
-        k = self.first_nonfinite()
+        sampler names its step). ``result``, if given, is the final state computed from these
+        outputs: it is checked in the same host read (a solver that diverged with finite
+        score outputs), so a sampler reads the device once at the end."""
+        first = self.first_bad_call
+        if first is None:
+            first = torch.zeros((), dtype=torch.long)
+        if result is None:
+            k, finite = int(first), True
+        else:
+            ext = torch.aminmax(result.detach()) if result.numel() else ()
+            ok = (
+                torch.isfinite(torch.stack(ext)).all()
+                if ext
+                else result.new_ones((), dtype=torch.bool)
+            )
+            k, finite = torch.stack((first.to(ok.device), ok.long())).tolist()
         if k:
             raise FloatingPointError(
                 f"{self.name} returned NaN or inf, first at {self._arg} evaluation {k} of "
                 f"{self.nfe}" + (where(k) if where is not None else "")
+            )
+        if not finite:
+            raise FloatingPointError(
+                "the samples contain NaN or inf although every score evaluation was finite: the "
+                "solver diverged (try more steps)"
             )
 
 
