@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ._checks import check_int, check_positive
 
-__all__ = ["GaussianFourierEmbedding", "MLPScore", "from_config"]
+__all__ = ["GaussianFourierEmbedding", "MLPScore", "UNet", "from_config"]
 
 
 def _time_batch(x: Tensor, t: Tensor | float) -> Tensor:
@@ -153,7 +153,130 @@ class MLPScore(_Configurable):
         return self.net(h).reshape(x.shape)
 
 
-_NETWORKS: dict[str, type[_Configurable]] = {"MLPScore": MLPScore}
+def _groups(channels: int) -> int:
+    """The GroupNorm group count: the largest of 8, 4, 2, 1 that divides ``channels``."""
+    return next(g for g in (8, 4, 2, 1) if channels % g == 0)
+
+
+class _ResBlock(nn.Module):
+    r"""$h = \operatorname{conv}(\operatorname{SiLU}(\operatorname{GN}(x))) + A\,e$, then
+    $x' = \operatorname{skip}(x) + \operatorname{conv}(\operatorname{SiLU}(\operatorname{GN}(h)))$,
+    with $e$ the (activated) time embedding, added once per block."""
+
+    def __init__(self, cin: int, cout: int, temb: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(cin), cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.temb = nn.Linear(temb, cout)
+        self.norm2 = nn.GroupNorm(_groups(cout), cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(nn.functional.silu(self.norm1(x)))
+        h = h + self.temb(emb)[:, :, None, None]
+        h = self.conv2(nn.functional.silu(self.norm2(h)))
+        return h + self.skip(x)
+
+
+class UNet(_Configurable):
+    r"""A small UNet (Ronneberger et al. 2015; the DDPM layout of Ho et al. 2020 without
+    attention) for images of shape (B, channels, H, W).
+
+    One residual block per resolution on the way down and up, two in the middle, a stride-2
+    convolution to go down and nearest-neighbour upsampling plus a convolution to go up, skip
+    connections concatenated; GroupNorm and SiLU; the time embedding
+    $e = A_2\operatorname{SiLU}(A_1\gamma(t))$ (`GaussianFourierEmbedding` $\gamma$) is added in
+    every block. ``len(mults)`` resolutions: with the default (1, 2, 2) an 8x8 image runs at
+    8, 4, 2 and a 28x28 image at 28, 14, 7. Sizes that are not multiples of
+    $2^{\text{len(mults)} - 1}$ are zero-padded at the bottom and right, and the output cropped.
+
+    Parameter count with the defaults (channels 1, base 32, mults (1, 2, 2), embed_dim 128):
+    789,217 (it does not depend on the image size).
+
+    Args:
+        channels: image channels (input and output).
+        base: channels of the first resolution; resolution $i$ has ``base * mults[i]``.
+        mults: channel multipliers, one per resolution.
+        embed_dim: size of the Fourier time embedding (default ``4 * base``).
+        fourier_scale: the scale $s$ of the Fourier frequencies.
+    """
+
+    def __init__(
+        self,
+        channels: int = 1,
+        base: int = 32,
+        mults: tuple[int, ...] | list[int] = (1, 2, 2),
+        embed_dim: int | None = None,
+        fourier_scale: float = 16.0,
+    ) -> None:
+        super().__init__()
+        channels = check_int("channels", channels)
+        base = check_int("base", base)
+        mults = tuple(mults)
+        if not mults or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in mults):
+            raise ValueError(f"mults must be a non-empty sequence of ints >= 1, got {mults!r}")
+        embed_dim = 4 * base if embed_dim is None else check_int("embed_dim", embed_dim)
+        self._config = {
+            "channels": channels,
+            "base": base,
+            "mults": list(mults),
+            "embed_dim": embed_dim,
+            "fourier_scale": float(fourier_scale),
+        }
+        self.channels = channels
+        temb = 4 * base
+        self.embed = GaussianFourierEmbedding(embed_dim, fourier_scale)
+        self.time = nn.Sequential(nn.Linear(embed_dim, temb), nn.SiLU(), nn.Linear(temb, temb))
+        self.conv_in = nn.Conv2d(channels, base, 3, padding=1)
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
+        ch, skips = base, []
+        for i, mult in enumerate(mults):
+            self.down.append(_ResBlock(ch, base * mult, temb))
+            ch = base * mult
+            skips.append(ch)
+            last = i == len(mults) - 1
+            self.downsample.append(nn.Identity() if last else nn.Conv2d(ch, ch, 3, 2, 1))
+        self.mid = nn.ModuleList([_ResBlock(ch, ch, temb), _ResBlock(ch, ch, temb)])
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
+        for i, mult in reversed(list(enumerate(mults))):
+            self.up.append(_ResBlock(ch + skips[i], base * mult, temb))
+            ch = base * mult
+            self.upsample.append(
+                nn.Sequential(nn.Upsample(scale_factor=2.0), nn.Conv2d(ch, ch, 3, padding=1))
+                if i > 0
+                else nn.Identity()
+            )
+        self.norm_out = nn.GroupNorm(_groups(ch), ch)
+        self.conv_out = nn.Conv2d(ch, channels, 3, padding=1)
+        self._multiple = 2 ** (len(mults) - 1)
+
+    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
+        """``x`` of shape (B, channels, H, W), ``t`` of shape (B,) -> shaped like ``x``."""
+        if x.ndim != 4 or x.shape[1] != self.channels:
+            raise ValueError(
+                f"x must have shape (B, {self.channels}, H, W), got shape {tuple(x.shape)}"
+            )
+        H, W = x.shape[-2:]
+        k = self._multiple
+        pad_h, pad_w = -H % k, -W % k
+        h = nn.functional.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+        emb = nn.functional.silu(self.time(self.embed(_time_batch(x, t))))
+        h = self.conv_in(h)
+        skips = []
+        for block, down in zip(self.down, self.downsample, strict=True):
+            h = block(h, emb)
+            skips.append(h)
+            h = down(h)
+        for block in self.mid:
+            h = block(h, emb)
+        for block, up in zip(self.up, self.upsample, strict=True):
+            h = up(block(torch.cat([h, skips.pop()], dim=1), emb))
+        h = self.conv_out(nn.functional.silu(self.norm_out(h)))
+        return h[..., :H, :W] if pad_h or pad_w else h
+
+
+_NETWORKS: dict[str, type[_Configurable]] = {"MLPScore": MLPScore, "UNet": UNet}
 
 
 def from_config(config: Mapping[str, Any]) -> nn.Module:
