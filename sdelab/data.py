@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import _short, check_dtype, check_int
+from ._checks import _short, check_dtype, check_int, check_rows_finite
 from .analytic import GaussianMixture
 
 __all__ = ["DATASETS", "SPLITS", "Dataset", "load"]
@@ -282,13 +282,7 @@ def _from_file(path: str, split: str, n: int | None, seed: int, dtype: torch.dty
     x = torch.from_numpy(np.ascontiguousarray(arr)).to(torch.float64)
     if x.ndim == 1:
         x = x[:, None]
-    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
-    if bool(bad.any()):
-        rows = bad.nonzero()[:, 0]
-        raise ValueError(
-            f"{path!r} must hold finite values, but {rows.numel()} of its {x.shape[0]} rows "
-            f"hold NaN or inf; the first is row {int(rows[0])}"
-        )
+    check_rows_finite(f"the array in {path!r}", x)
     (x,) = _take(x, n, seed, repr(path))
     image_shape = tuple(x.shape[1:]) if x.ndim == 4 else None
     return Dataset(x.to(dtype), path, split, image_shape=image_shape)

@@ -131,7 +131,9 @@ def test_npy_with_non_finite_rows_names_the_first(tmp_path, bad):
     x = np.zeros((6, 2))
     x[3, 1] = x[5, 0] = bad
     np.save(tmp_path / "x.npy", x)
-    with pytest.raises(ValueError, match="must hold finite values, but 2 of its 6 rows .*row 3"):
+    with pytest.raises(
+        ValueError, match=r"the array in .*x.npy' must be finite, but 2 of its 6 rows .*row 3"
+    ):
         load(str(tmp_path / "x.npy"))
 
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .. import _tmath as tm
-from .._checks import Time, _mark_checked, _short, check_batched, check_like
+from .._checks import Time, _mark_checked, _short, check_batched, check_like, check_rows_finite
 from ..sde.base import LinearSDE
 from ..sde.discrete import DiscreteVPSDE
 
@@ -234,20 +234,6 @@ def _check_eps(sde: LinearSDE, eps: object) -> float:
     return e
 
 
-def check_data_rows(name: str, x: Tensor) -> Tensor:
-    """Raise ``ValueError`` unless every row ``x[i]`` is finite, naming the first bad row
-    (one host synchronisation)."""
-    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
-    if bool(bad.any()):
-        rows = bad.nonzero()[:, 0]
-        i = int(rows[0])
-        raise ValueError(
-            f"{name} must be finite, but {rows.numel()} of its {x.shape[0]} rows hold NaN or "
-            f"inf; the first is row {i}: {name}[{i}] = {_short(x[i])}"
-        )
-    return x
-
-
 def dsm_loss(
     sde: LinearSDE,
     model: Model,
@@ -303,7 +289,7 @@ def dsm_loss(
     check_parametrization(parametrization)
     eps = _check_eps(sde, eps)
     check_batched("x0", x0)
-    check_data_rows("x0", x0)
+    check_rows_finite("x0", x0)
     if not callable(model):
         raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
     return _dsm_loss(sde, model, x0, weighting, parametrization, eps, generator)
