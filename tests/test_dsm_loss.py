@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from strategies import dtypes, sdes_with_log_snr
 
 import sdelab
+import sdelab.nets
 from sdelab.experiments.config.problems import builtin_mixture
 from sdelab.training import dsm_loss, from_score, to_score
 from sdelab.training.loss import PARAMETRIZATIONS, likelihood_weight, sample_time
@@ -77,10 +78,17 @@ def _loss_stats(sde, model, n, batches, seed, **kw):
     return vals.mean(), vals.std() / math.sqrt(batches)
 
 
-@pytest.mark.parametrize("name", ["vp", "ve", "discrete"])
-@pytest.mark.parametrize("weighting", ["sigma2", "likelihood"])
-def test_exact_score_loss_is_the_irreducible_constant(name, weighting):
-    sde, dtype = SDES[name], torch.float64
+@pytest.mark.parametrize(
+    ("name", "weighting", "dtype"),
+    [
+        (name, weighting, torch.float64)
+        for name in ("vp", "ve", "discrete")
+        for weighting in ("sigma2", "likelihood")
+    ]
+    + [("vp", "sigma2", torch.float32), ("ou", "likelihood", torch.float32)],
+)
+def test_exact_score_loss_is_the_irreducible_constant(name, weighting, dtype):
+    sde = SDES[name]
     eps = 0.0 if name == "discrete" else 1e-3
     loss, se_loss = _loss_stats(
         sde, _exact(sde, dtype), 20_000, 10, 1, dtype=dtype, weighting=weighting, eps=eps
@@ -139,6 +147,40 @@ def test_parametrizations_of_the_exact_score_give_the_same_loss(name, weighting,
     rtol = 1e-3 if dtype == torch.float32 else 1e-9
     for v in losses[1:]:
         torch.testing.assert_close(v, losses[0], rtol=rtol, atol=0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", ["vp", "subvp", "ve", "ou"])
+def test_each_parametrization_loss_in_its_own_terms(name, dtype):
+    r"""The equivalences of `to_score`'s docstring, with t and z read back from the model's
+    inputs: sigma2-weighted score loss = |eps_hat - z|^2 (noise) = (m / sigma)^2 |x0_hat -
+    x0|^2 (data) = m^2 / (m^2 + sigma^2) |v_hat - v|^2 (v)."""
+    sde = SDES[name]
+    torch.manual_seed(0)
+    net = sdelab.nets.MLPScore(2, hidden=16, depth=1).to(dtype)
+    x0 = MIX.to(dtype=dtype).sample(256, generator=_gen(9))
+    seen = {}
+
+    def model(x, t):
+        seen["x"], seen["t"] = x, t
+        seen["out"] = net(x, t)
+        return seen["out"]
+
+    for p in ("noise", "data", "v"):
+        loss = dsm_loss(sde, model, x0, parametrization=p, eps=1e-2, generator=_gen(10))
+        m, std = (c[:, None] for c in sde.marginal_coeffs(seen["t"]))
+        z = (seen["x"] - m * x0) / std
+        out = seen["out"]
+        if p == "noise":
+            per = (out - z).pow(2).sum(-1)
+        elif p == "data":
+            per = (m / std) ** 2 * (out - x0).pow(2).sum(-1, keepdim=True)
+        else:
+            r = (m * m + std * std).sqrt()
+            v = (m * z - std * x0) / r
+            per = (m / r) ** 2 * (out - v).pow(2).sum(-1, keepdim=True)
+        rtol = 1e-4 if dtype == torch.float32 else 1e-10
+        torch.testing.assert_close(loss, per.mean(), rtol=rtol, atol=0.0)
 
 
 @pytest.mark.parametrize("name", list(SDES))

@@ -143,17 +143,21 @@ _TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _TABLE_SIZE = 4097
 
 
-def _inverse_cdf_table(sde: LinearSDE, eps: float) -> tuple[Tensor, Tensor]:
-    r"""``(F, t)``: $F(t) = -2\lambda(t)$ on a fine grid of $[\epsilon, T]$ (float64, CPU),
-    computed once per SDE and ``eps`` (cached)."""
+def _inverse_cdf_table(sde: LinearSDE, eps: float, like: Tensor) -> tuple[Tensor, Tensor]:
+    r"""``(F, t)``: $F(t) = -2\lambda(t)$ on a fine grid of $[\epsilon, T]$, computed once per
+    SDE and ``eps`` in float64 on the CPU and cached, with a copy per device and dtype of
+    ``like``."""
     per_sde = _TABLES.setdefault(sde, {})
-    table = per_sde.get(eps)
+    table = per_sde.get((eps, like.device, like.dtype))
     if table is None:
-        # denser near eps, where the density g^2 / sigma^2 ~ 1/t concentrates
-        u = torch.linspace(0.0, 1.0, _TABLE_SIZE, dtype=torch.float64)
-        t = eps * (sde.T / eps) ** u if eps > 0 else u * sde.T
-        t[0], t[-1] = eps, sde.T
-        table = per_sde[eps] = (-2.0 * sde.log_snr(t), t)
+        base = per_sde.get((eps, None, None))
+        if base is None:
+            # geometric in t: denser near eps, where the density g^2 / sigma^2 ~ 1/t piles up
+            u = torch.linspace(0.0, 1.0, _TABLE_SIZE, dtype=torch.float64)
+            t = eps * (sde.T / eps) ** u if eps > 0 else u * sde.T
+            t[0], t[-1] = eps, sde.T
+            base = per_sde[(eps, None, None)] = (-2.0 * sde.log_snr(t), t)
+        table = per_sde[(eps, like.device, like.dtype)] = tuple(v.to(like) for v in base)
     return table
 
 
@@ -161,8 +165,7 @@ def _log_snr_inverse(sde: LinearSDE, lam: Tensor, eps: float) -> Tensor:
     """``t`` with ``log_snr(t) = lam``: closed form where the SDE has one, else the table."""
     if _has_log_snr_inverse(sde):
         return sde.t_from_log_snr(lam)
-    F, t = _inverse_cdf_table(sde, eps)
-    F, t = F.to(lam), t.to(lam)
+    F, t = _inverse_cdf_table(sde, eps, lam)
     target = -2.0 * lam
     k = (torch.searchsorted(F, target.contiguous()) - 1).clamp(0, F.numel() - 2)
     lo, hi = F[k], F[k + 1]
