@@ -304,3 +304,24 @@ def test_model_sees_times_of_shape_batch_in_the_data_dtype():
     t = seen["t"]
     assert t.shape == (5,) and t.dtype == torch.float64
     assert bool(((t >= 0.1) & (t <= 1.0)).all())
+
+
+@pytest.mark.parametrize("name", [*SDES, "tabulated"])
+@pytest.mark.parametrize("weighting", ["sigma2", "none", "likelihood"])
+def test_the_loss_step_reads_nothing_from_the_device(name, weighting):
+    """The unchecked step (`_dsm_loss`, for a training loop that validated its data once) never
+    reads a tensor's value; `dsm_loss` adds one read, its finite-rows check of ``x0``."""
+    from test_host_sync import count_host_reads
+
+    from sdelab.training.loss import _dsm_loss
+
+    sde = _NoInverse() if name == "tabulated" else SDES[name]
+    x0 = torch.randn(16, 2)
+    _dsm_loss(sde, _model, x0, weighting, "v", 1e-3, None)  # builds the tabulated CDF once
+    with count_host_reads() as stats:
+        for p in PARAMETRIZATIONS:
+            _dsm_loss(sde, _model, x0, weighting, p, 1e-3, None)
+    assert stats["reads"] == 0
+    with count_host_reads() as stats:
+        dsm_loss(sde, _model, x0, weighting=weighting, eps=1e-3)
+    assert stats["reads"] == 1

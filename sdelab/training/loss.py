@@ -211,6 +211,7 @@ def sample_time(
     $Z/(T - \epsilon)$ of `likelihood_weight`, so that its expectation is
     $\mathbb E_{t\sim\mathcal U(\epsilon, T)}\,g^2\,\mathbb E\lVert s + z/\sigma\rVert^2$.
     """
+    check_weighting(weighting)
     u = torch.rand(n, generator=generator, device=device, dtype=dtype)
     T = sde.T
     if weighting != "likelihood":
