@@ -56,6 +56,7 @@ from .solvers import (
     TorchSDE,
     UniPC,
 )
+from .training import dsm_loss
 
 __version__ = "0.1.0"
 
@@ -106,6 +107,7 @@ __all__ = [
     "bits_per_dim",
     "decode",
     "dequantize",
+    "dsm_loss",
     "encode",
     "invert",
     "log_likelihood",

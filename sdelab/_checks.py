@@ -155,6 +155,20 @@ def check_finite(name: str, x: Tensor) -> Tensor:
     return x
 
 
+def check_rows_finite(name: str, x: Tensor) -> Tensor:
+    """Raise ``ValueError`` unless every row ``x[i]`` of a data set or batch is finite, naming
+    the first bad row (one host synchronisation)."""
+    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+    if bool(bad.any()):
+        rows = bad.nonzero()[:, 0]
+        i = int(rows[0])
+        raise ValueError(
+            f"{name} must be finite, but {rows.numel()} of its {x.shape[0]} rows hold NaN or "
+            f"inf; the first is row {i}: {name}[{i}] = {_short(x[i])}"
+        )
+    return x
+
+
 def check_like(name: str, out: object, x: Tensor) -> Tensor:
     """Raise unless a model's output ``out`` (named ``name``) is a tensor like ``x``: the same
     shape (``ValueError``), device (``ValueError``) and dtype (``TypeError``).
