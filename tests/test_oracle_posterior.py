@@ -46,8 +46,9 @@ def marginal_params(gm, sde, t):
 
 @st.composite
 def full_mixtures(draw, max_k=4, max_d=5):
-    return full_mixture(draw(st.integers(0, 2**16)), draw(st.integers(1, max_k)),
-                        draw(st.integers(1, max_d)))  # fmt: skip
+    return full_mixture(
+        draw(st.integers(0, 2**16)), draw(st.integers(1, max_k)), draw(st.integers(1, max_d))
+    )
 
 
 # --- the perturbed marginal and its score ------------------------------------------------------
@@ -298,8 +299,9 @@ def test_class_log_prob_is_bayes_rule_at_time_t():
     xg = x.clone().requires_grad_()
     (grad,) = torch.autograd.grad(clf.for_class(2)(xg, t).sum(), xg)
     m, s = sde.mean_coeff(t), sde.std(t)
-    own = -torch.linalg.solve(m**2 * gm.covs[2] + s**2 * torch.eye(3, dtype=F64),
-                              (x - m * gm.means[2]).T).T  # fmt: skip
+    own = -torch.linalg.solve(
+        m**2 * gm.covs[2] + s**2 * torch.eye(3, dtype=F64), (x - m * gm.means[2]).T
+    ).T
     torch.testing.assert_close(grad, own - gm.score(sde)(x, t))
 
 
