@@ -29,38 +29,23 @@ MASK3 = torch.tensor([True, True, False])
 Y3 = torch.tensor([0.3, -0.2, 0.0])  # between the modes: a posterior with two modes
 
 
-def posterior(mix: sdelab.GaussianMixture, mask: torch.Tensor, y: torch.Tensor):
-    """The exact posterior of the unobserved coordinates of a diagonal mixture given the
-    observed ones: the same components restricted to them, reweighted by
-    w_k N(y_obs; mu_k,obs, diag s_k,obs^2)."""
-    obs = mix.means[:, mask], mix.stds[:, mask]
-    logw = mix.weights.log() + torch.distributions.Normal(*obs).log_prob(y[mask]).sum(-1)
-    return sdelab.GaussianMixture(mix.means[:, ~mask], mix.stds[:, ~mask], logw.softmax(0))
+def inpaint_posterior(mix, mask, y):
+    """The oracle's exact posterior of the unobserved coordinates (z = x[:, ~mask])."""
+    return mix.condition(torch.eye(mix.dim, dtype=mix.dtype)[mask], y[mask])
 
 
-def factorised_score(post, sde, mask, y):
-    """The exact score of the conditional forward process: x_obs ~ N(m y, sigma^2) independent
-    of x_unobs, which follows the posterior perturbed by the SDE."""
+def conditional_score(post, sde):
+    r"""The exact score of the conditional forward process given an exact observation: with
+    $x = x_0 + N z + r$ ($r$ off the subspace), $N^\top x_t$ follows the posterior perturbed by
+    the SDE and the rest is $\mathcal N(m\,x_0, \sigma^2)$, independent of it."""
 
     def score(x, t):
         m, s = sde.marginal_coeffs(t)
-        out = torch.empty_like(x)
-        out[:, mask] = -(x[:, mask] - m * y[mask]) / s**2
-        out[:, ~mask] = post.marginal_score(sde, x[:, ~mask], t)
-        return out
+        N, x0 = post.basis.to(x), post.offset.to(x)
+        z = x @ N
+        return post.marginal_score(sde, z, t) @ N.T - (x - z @ N.T - m * x0) / s**2
 
     return score
-
-
-def class_log_prob(mix, sde, k):
-    """log p_t(k | x) of the component labels under the perturbed mixture."""
-    comp = sdelab.GaussianMixture(mix.means[k : k + 1], mix.stds[k : k + 1])
-
-    def log_prob(x, t):
-        joint = comp.marginal_log_prob(sde, x, t) + mix.weights[k].log().to(x)
-        return joint - mix.marginal_log_prob(sde, x, t)
-
-    return log_prob
 
 
 def floor(exact_sampler, n, reps=6):
@@ -179,24 +164,29 @@ def test_with_the_exact_conditional_score_the_samples_are_the_exact_posterior(
     solver, method, steps
 ):
     sde = sdelab.VPSDE()
-    post = posterior(MIX3, MASK3, Y3)
+    post = inpaint_posterior(MIX3, MASK3, Y3)
     cond = sdelab.Inpaint(Y3, MASK3, method=method, jump_length=5, jump_n_sample=3)
-    score = factorised_score(post, sde, MASK3, Y3)
+    score = conditional_score(post, sde)
     x = run(sde, score, solver, 3000, steps, cond, seed=11, dtype=torch.float64).x
     assert_matches(x[:, ~MASK3], post.sample, post)
 
 
-def test_linear_imputation_with_the_exact_score_is_exact_in_the_rotated_basis():
-    """u = R x has a diagonal mixture law; observing A x = (R x)_{obs} is inpainting in u, and
-    the exact score in x is R^T s_u(R x)."""
+def test_linear_imputation_with_the_exact_score_is_the_exact_posterior():
+    """A full-covariance 3-D mixture seen through a random 1 x 3 observation: imputation in the
+    orthonormal basis of A's row space with the exact conditional score samples the oracle's
+    posterior on the subspace A x = y."""
     sde = sdelab.VPSDE()
-    R = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(4)).double())[0]
-    post = posterior(MIX3, MASK3, Y3)
-    su = factorised_score(post, sde, MASK3, Y3.double())
-    cond = sdelab.LinearObservation(R[MASK3], Y3[MASK3])
+    g = torch.Generator().manual_seed(4)
+    L = 0.5 * torch.randn(3, 3, 3, generator=g, dtype=torch.float64)
+    covs = L @ L.transpose(1, 2) + 0.1 * torch.eye(3, dtype=torch.float64)
+    mix = sdelab.GaussianMixture(MIX3.means.double(), weights=MIX3.weights, covs=covs)
+    A = torch.randn(1, 3, generator=g, dtype=torch.float64)
+    y = torch.tensor([0.7], dtype=torch.float64)
+    post = mix.condition(A, y)
+    cond = sdelab.LinearObservation(A, y)
     x = run(
         sde,
-        lambda x, t: su(x @ R.T, t) @ R,
+        conditional_score(post, sde),
         sdelab.DPMSolver(),
         3000,
         40,
@@ -204,14 +194,15 @@ def test_linear_imputation_with_the_exact_score_is_exact_in_the_rotated_basis():
         seed=12,
         dtype=torch.float64,
     ).x
-    assert_matches((x @ R.T)[:, ~MASK3], post.sample, post)
+    assert torch.allclose(x @ A.T, y.expand(3000, 1), atol=1e-12)
+    assert_matches(post.project(x), post.sample, post)
 
 
 def test_class_guidance_with_the_exact_classifier_samples_the_class():
     sde = sdelab.VPSDE()
     k = 2
     comp = sdelab.GaussianMixture(MIX3.means[k : k + 1], MIX3.stds[k : k + 1])
-    cond = sdelab.ClassGuidance(class_log_prob(MIX3, sde, k), scale=1.0)
+    cond = sdelab.ClassGuidance(MIX3.class_log_prob(sde).for_class(k), scale=1.0)
     x = run(
         sde, MIX3.score(sde), sdelab.EulerMaruyama(), 3000, 400, cond, seed=13, dtype=torch.float64
     ).x
@@ -226,7 +217,7 @@ def test_imputation_is_measurably_biased_on_the_3d_mixture():
     energy distance is far outside the noise floor band (the method is an approximation;
     the exact conditional score through the same loop sits inside it, test above)."""
     sde = sdelab.VPSDE()
-    post = posterior(MIX3, MASK3, Y3)
+    post = inpaint_posterior(MIX3, MASK3, Y3)
     cond = sdelab.Inpaint(Y3, MASK3)
     x = run(
         sde, MIX3.score(sde), sdelab.EulerMaruyama(), 3000, 400, cond, seed=15, dtype=torch.float64
@@ -300,7 +291,7 @@ METHODS = {
     "repaint": sdelab.Inpaint(Y3, MASK3, method="repaint", jump_length=3, jump_n_sample=2),
     "linear": sdelab.LinearObservation(A2, Y2),
     "dps": sdelab.LinearObservation(A2, Y2, noise_std=0.1, method="dps", scale=0.3),
-    "guidance": sdelab.ClassGuidance(class_log_prob(MIX3, sdelab.VPSDE(), 1), scale=2.0),
+    "guidance": sdelab.ClassGuidance(MIX3.class_log_prob(sdelab.VPSDE()).for_class(1), scale=2.0),
 }
 
 
