@@ -21,8 +21,9 @@ in the orthonormal basis $V_r$ of that space ($A = U_r S_r V_r^\top$, the thin S
 coordinates $z = V_r^\top x$ are observed, $z_y = S_r^{-1} U_r^\top y$, and the rest is kept
 (the paper's "decoupling" of the grey channel from two orthogonal colour channels).
 
-Cost per step: one Gaussian draw and two element-wise passes for a mask (a matrix product
-with $V_r$ for a linear observation), no score evaluation.
+Cost per step: a Gaussian draw for the known coordinates and one copy of the state for a
+mask shared by the batch (a draw for every coordinate and a `torch.where` for per-sample
+masks; two products with $V_r$ for a linear observation), no score evaluation.
 """
 
 from __future__ import annotations
@@ -39,15 +40,26 @@ __all__ = ["Imputation", "MaskedPart", "SubspacePart"]
 
 
 class MaskedPart:
-    """The known coordinates ``mask`` of x (shape (1 or B, ...)) with values ``y``."""
+    """The known coordinates ``mask`` of x (shape (1 or B, ...)) with values ``y``.
+
+    A mask shared by the batch is turned into the flat indices of its known coordinates once,
+    so each step draws noise for those only and writes them with one indexed copy."""
 
     def __init__(self, y: Tensor, mask: Tensor) -> None:
         self.y, self.mask = y, mask
+        self.index = None
+        if mask.shape[0] == 1:  # shared: one host read here, none per step
+            self.index = mask.reshape(-1).nonzero()[:, 0]
+            self.known = y.reshape(y.shape[0], -1).index_select(1, self.index)
 
     def replace(self, x: Tensor, m: float, s: float, generator) -> Tensor:
         r"""$x$ with the known part replaced by $m\,y + s\,z$, $z \sim \mathcal N(0, I)$."""
-        known = gaussian_noise(x, generator).mul_(s).add_(self.y, alpha=m)
-        return torch.where(self.mask, known, x)
+        if self.index is None:
+            known = gaussian_noise(x, generator).mul_(s).add_(self.y, alpha=m)
+            return torch.where(self.mask, known, x)
+        flat = x.reshape(x.shape[0], -1)
+        z = flat.new_empty((flat.shape[0], self.index.shape[0])).normal_(generator=generator)
+        return flat.index_copy(1, self.index, z.mul_(s).add_(self.known, alpha=m)).view_as(x)
 
     def finish(self, x: Tensor) -> Tensor:
         return torch.where(self.mask, self.y, x)
