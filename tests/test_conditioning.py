@@ -432,3 +432,16 @@ def test_bad_conditions_fail_at_the_start_of_sample():
         go({"mask": MASK3})
     with pytest.raises(ValueError, match=r"log_prob\(x, t\) must return shape \(B,\) = \(8,\)"):
         go(sdelab.ClassGuidance(lambda x, t: x))
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_no_host_reads_per_step(method):
+    from test_host_sync import count_host_reads
+
+    sde = sdelab.VPSDE()
+    counts = []
+    for steps in (10, 40):
+        with count_host_reads() as stats:
+            run(sde, MIX3.score(sde), sdelab.DPMSolver(), 16, steps, METHODS[method])
+        counts.append(stats["reads"])
+    assert counts[0] == counts[1], f"host reads grow with steps: {counts}"
