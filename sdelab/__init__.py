@@ -10,6 +10,7 @@ likelihoods through the probability-flow ODE (`log_likelihood`, `bits_per_dim`, 
 """
 
 from .analytic import GaussianMixture
+from .conditioning import ClassGuidance, Inpaint, LinearObservation
 from .inversion import invert, reconstruct
 from .likelihood import LikelihoodResult, bits_per_dim, decode, dequantize, encode, log_likelihood
 from .sampling import SampleResult, sample, tweedie_denoise
@@ -73,6 +74,7 @@ __all__ = [
     "VPSDE",
     "AncestralSampling",
     "AnnealedLangevin",
+    "ClassGuidance",
     "DPM2Ancestral",
     "DPMSolver",
     "DPMpp2SAncestral",
@@ -84,9 +86,11 @@ __all__ = [
     "GaussianMixture",
     "GeometricBrownianMotion",
     "Heun",
+    "Inpaint",
     "Karras",
     "Langevin",
     "LikelihoodResult",
+    "LinearObservation",
     "LinearSDE",
     "OrnsteinUhlenbeck",
     "ProbabilityFlowODE",

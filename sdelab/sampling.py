@@ -18,6 +18,7 @@ from torch import Tensor
 
 from . import _tmath as tm
 from ._checks import check_int, check_shape
+from .conditioning.base import Condition
 from .schedules import Schedule, UniformTime, as_schedule, check_eps, grid_steps, time_grid
 from .sde.base import SDE, check_linear_sde, check_sde
 from .sde.reverse import Score
@@ -79,6 +80,7 @@ def sample(
     dtype: torch.dtype | None = None,
     progress: bool = False,
     return_trajectory: bool = False,
+    condition: Condition | None = None,
 ) -> SampleResult:
     r"""Draw samples by running the reverse-time process from the prior at $T$ down to
     $\epsilon$ (Song et al. 2021, Sec. 4).
@@ -122,6 +124,11 @@ def sample(
         progress: show a tqdm progress bar.
         return_trajectory: also return the states at every grid time (memory grows with
             ``steps``; without it memory does not depend on ``steps``).
+        condition: sample given an observation (`Inpaint`, `LinearObservation`) or a class
+            (`ClassGuidance`); see `sdelab.conditioning`. Guidance changes the score and works
+            with every solver; the others act after each step of a fixed-grid solver (an
+            adaptive solver raises ``ValueError``), and the known part of the result equals the
+            observation.
 
     Returns:
         a `SampleResult` with ``x``, ``nfe`` (counted), ``steps`` and, if asked, ``times`` and
@@ -160,8 +167,11 @@ def sample(
     else:
         steps = grid_steps(sched, steps, sde.N)
         times = time_grid(sde, steps, sched, eps)
-    counted = CountingScore(score)
+    if condition is not None:
+        _check_condition(condition, solver, fixed_grid=pc is not None)
     x = sde.prior_sample(shape, generator=generator, device=device, dtype=dtype)
+    bound = None if condition is None else condition.bind(sde, x, score)
+    counted = CountingScore(score if bound is None else bound.score)
 
     if pc is None:
         res = solver.solve(
@@ -181,19 +191,22 @@ def sample(
         n_steps = steps
         dt = sched.constant_step(sde, steps, eps)
         x, times, traj, step_ends = _run_grid(
-            sde, counted, pc, x, times, dt, generator, progress, return_trajectory
+            sde, counted, pc, x, times, dt, generator, progress, return_trajectory, bound
         )
     if denoise:
         x = tweedie_denoise(sde, counted, x, eps)
+    if bound is not None:
+        x = bound.finish(x)
     _check_finite(counted, x, step_ends)
     if not return_trajectory:
         times = traj = None
     return SampleResult(x=x, nfe=counted.nfe, steps=n_steps, times=times, trajectory=traj)
 
 
-def _run_grid(sde, score, pc, x, times, dt, generator, progress, return_trajectory):
+def _run_grid(sde, score, pc, x, times, dt, generator, progress, return_trajectory, bound=None):
     """The one fixed-grid loop: the solver's `init`, then its `step` from each grid time to the
-    next (a `PC` runs its predictor, then its corrector at the new time).
+    next (a `PC` runs its predictor, then its corrector at the new time). A bound condition
+    wraps the solver with its hook after each step (`sdelab.conditioning.ConditionedSolver`).
 
     Bookkeeping is O(1) per step apart from 8 bytes (the NFE after each step, which maps a bad
     evaluation to its step). ``dt`` is the constant step of an equal-step grid (handed to the
@@ -211,11 +224,15 @@ def _run_grid(sde, score, pc, x, times, dt, generator, progress, return_trajecto
 
         name = type(pc.predictor or pc.corrector).__name__
         indices = tqdm(indices, desc=f"sampling ({name})")
-    state = pc.init(sde, x, times)
-    for i in indices:
+
+    def step_at(i: int) -> Step:
         t, t_next = times[i], times[i + 1]
-        step = Step(i, steps, t, t_next, t - t_next if dt is None else dt)
-        x, state = pc.step(sde, score, x, step, state, generator)
+        return Step(i, steps, t, t_next, t - t_next if dt is None else dt)
+
+    solver = pc if bound is None else bound.wrap(pc, times, step_at)
+    state = solver.init(sde, x, times)
+    for i in indices:
+        x, state = solver.step(sde, score, x, step_at(i), state, generator)
         step_ends.append(score.nfe)
         if traj is not None:
             traj[i + 1] = x
@@ -223,6 +240,20 @@ def _run_grid(sde, score, pc, x, times, dt, generator, progress, return_trajecto
     if traj is not None:
         tt = torch.tensor(times, dtype=x.dtype, device=x.device)
     return x, tt, traj, step_ends
+
+
+def _check_condition(condition: object, solver: Solver, fixed_grid: bool) -> None:
+    if not isinstance(condition, Condition):
+        raise TypeError(
+            "condition must be an sdelab condition (Inpaint(...), LinearObservation(...), "
+            f"ClassGuidance(...)) or None, got {type(condition).__name__}"
+        )
+    if condition.fixed_grid_only and not fixed_grid:
+        raise ValueError(
+            f"condition={type(condition).__name__}(method={condition.method!r}) acts between the "
+            f"steps of a fixed-grid solver; the adaptive solver {solver!r} cannot honour it "
+            "(use a fixed-grid solver such as EulerMaruyama() or DPMSolver())"
+        )
 
 
 def _check_finite(score: CountingScore, x: Tensor, step_ends) -> None:

@@ -14,6 +14,7 @@ examples:
   sdelab compare                              # the built-in benchmark (3 min idle, longer on a busy machine)
   sdelab compare --preset fast --out fast     # the fast samplers at 5-50 NFE, with pathwise errors
   sdelab compare --preset table1 --seeds 0 1 2
+  sdelab compare --preset inverse --quick     # conditional samplers vs the exact posterior
   sdelab compare --config examples/compare.toml --out my-results
   sdelab compare --score mymodel:score --data data.npy --sde vp --n-samples 1000
 
@@ -28,12 +29,17 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
     grid = p.add_mutually_exclusive_group()
-    grid.add_argument("--quick", action="store_true", help="reduced grid (< 30 s): --preset quick")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="reduced grid (< 30 s): --preset quick; with --preset inverse its reduced grid",
+    )
     grid.add_argument(
         "--preset",
-        choices=("default", "quick", "fast", "table1"),
+        choices=("default", "quick", "fast", "table1", "inverse"),
         help="built-in grid (default: 'default'); fast = the fast samplers at 5-50 NFE; "
-        "table1 = the structure of the paper's Table 1",
+        "table1 = the structure of the paper's Table 1; inverse = the conditional samplers "
+        "against the exact posterior",
     )
     grid.add_argument("--config", metavar="FILE", help="custom grid, a .toml or .json file")
     p.add_argument(
@@ -157,6 +163,11 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         threads = check_threads(args.threads)
+        if args.quick and (args.config or args.preset not in (None, "inverse")):
+            given = f"--config {args.config}" if args.config else f"--preset {args.preset}"
+            raise UsageError(f"--quick goes alone or with --preset inverse, got it with {given}")
+        if args.preset == "inverse":
+            return _main_inverse(args, threads)
         if args.config:
             base = load_config(args.config).to_dict()
         else:
@@ -213,6 +224,43 @@ def main(args: argparse.Namespace) -> int:
     print(res.summary)
     print()
     print(res.report())
+    for role, path in res.files.items():
+        print(f"  {role:<9} {path}")
+    return 0
+
+
+def _main_inverse(args: argparse.Namespace, threads: int | None) -> int:
+    """``sdelab compare --preset inverse [--quick]`` (`sdelab.experiments.inverse`)."""
+    from dataclasses import replace
+
+    import torch
+
+    from .inverse import INVERSE_PRESETS, run_inverse
+
+    cfg = INVERSE_PRESETS["inverse-quick" if args.quick else "inverse"]
+    if args.seeds is not None:
+        cfg = replace(cfg, seeds=args.seeds)
+    if args.n_samples is not None:
+        if args.n_samples < 2:
+            raise UsageError(f"--n-samples must be an integer >= 2, got {args.n_samples}")
+        cfg = replace(cfg, n_samples=args.n_samples)
+    for flag in ("score", "data", "sde", "metric"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag} does not apply to --preset inverse")
+    device = check_device(args.device)
+    out = check_out(args.out)
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        res = run_inverse(cfg, out, device=device, progress=not args.no_progress)
+    finally:
+        torch.set_num_threads(old)
+    print()
+    print(res.summary)
+    print()
+    failed = sum(r["status"] != "ok" for r in res.records)
+    print(f"{len(res.records)} cells, {failed} failed; wall time {res.wall_s:.1f} s")
     for role, path in res.files.items():
         print(f"  {role:<9} {path}")
     return 0
