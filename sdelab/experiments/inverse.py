@@ -51,6 +51,7 @@ __all__ = [
     "InverseConfig",
     "InverseResult",
     "Observation",
+    "inverse_summary",
     "observe",
     "run_inverse",
 ]
