@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sdelab.experiments.config import builtin_mixture
-from sdelab.experiments.inverse import INVERSE_PRESETS, METHODS_FOR, observe
+from sdelab.experiments.inverse import INVERSE_PRESETS, METHODS_FOR, _variants, observe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,10 +39,8 @@ def test_quick_inverse_runs_well_under_a_minute(quick_run):
     assert wall < 45, f"--preset inverse --quick took {wall:.0f} s"
     assert (out / "inverse.md").is_file()
     cfg = INVERSE_PRESETS["inverse-quick"]
-    expected = sum(
-        len([m for m in cfg.methods if m in METHODS_FOR[k]]) for k in cfg.observations
-    ) * len(cfg.steps)
-    assert len(records) == expected
+    rows = [(k, v) for k in cfg.observations for v in _variants(cfg) if v[1] in METHODS_FOR[k]]
+    assert len(records) == len(rows) * len(cfg.steps)
     assert all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
     for steps in cfg.steps:
         assert f"least biased at {steps} steps" in stdout

@@ -65,17 +65,15 @@ def draw(condition=None, mixture=None, seed=0):
     ).x
 
 
-def floor(post, seed=1):
-    """The energy distance between two independent exact posterior samples of size N."""
-    g = torch.Generator().manual_seed(seed)
-    return float(energy_distance(post.sample_x(N, g), post.sample_x(N, g)))
-
-
-def report(post, samples):
-    truth = post.sample_x(N, torch.Generator().manual_seed(2))
-    print(f"noise floor {floor(post):.4f}")
+def report(post, samples, floors=5):
+    """Each sample's energy distance to N exact posterior draws, beside the noise floor (the
+    mean distance of ``floors`` further exact samples of size N to the same draws)."""
+    g = torch.Generator().manual_seed(2)
+    truth = post.sample_x(N, g)
+    floor = sum(float(energy_distance(post.sample_x(N, g), truth)) for _ in range(floors))
+    print(f"{'noise floor':>12}: {floor / floors:.4f}")
     for name, x in samples.items():
-        print(f"{name:>12}: energy distance to the exact posterior {energy_distance(x, truth):.4f}")
+        print(f"{name:>12}: {float(energy_distance(x, truth)):.4f}")
 
 
 grid = torch.linspace(-5, 5, 201)
@@ -88,7 +86,8 @@ prior_density = prior.log_prob(torch.stack([xx.flatten(), yy.flatten()], -1)).ex
 # We observe $x_2 = 0.3$ exactly. The posterior is a mixture on the line $x_2 = 0.3$: for
 # an exact observation `condition` returns it on the coordinates of that line (here $x_1$),
 # with `embed` to map back to the plane. Its component weights change with the observation
-# by Bayes' rule: the line passes close to the first and third components.
+# by Bayes' rule: the line crosses the first component near its centre and only the edge of
+# the second, so the posterior gives the second a small weight.
 
 # %%
 y2 = 0.3
@@ -109,9 +108,9 @@ report(post, samples)
 
 # %%
 # alt: Left, the prior density's contours with the observed line x2 = 0.3. Right, the exact
-#   posterior density of x1 on that line as a curve, with histograms of x1 from the exact
-#   posterior score, imputation and RePaint; imputation and RePaint put visibly different
-#   mass on the two modes than the exact curve.
+#   posterior density of x1 on that line, a tall mode near x1 = -1 and a small one near
+#   x1 = 1, with histograms of x1: the exact posterior score follows the curve, while
+#   imputation and RePaint put far too much mass on the small mode near x1 = 1.
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4))
 ax0.contour(xx, yy, prior_density.reshape(xx.shape), levels=8, cmap="Greys")
 ax0.axhline(y2, color="C3", label="observed $x_2$")
@@ -139,22 +138,27 @@ plt.show()
 #
 # Now only the sum is measured, $y = x_1 + x_2 + n$ with $n \sim \mathcal N(0, 0.3^2)$.
 # The posterior is a 2-D mixture with full covariances (a thin band along $x_1 + x_2 = y$).
+# DPS moves each state along the gradient of the data misfit of its denoised estimate, with
+# step size `scale` per grid step: the total pull grows with the number of steps, so the
+# right scale depends on the budget. Two of them:
 
 # %%
 A = torch.tensor([[1.0, 1.0]])
 y = torch.tensor([0.5])
 post2 = prior.condition(A, y, noise_std=0.3)
-samples2 = {
-    "exact score": draw(mixture=post2),
-    "dps": draw(sdelab.LinearObservation(A, y, noise_std=0.3, method="dps", scale=1.0)),
-}
+samples2 = {"exact score": draw(mixture=post2)}
+for zeta in (0.05, 0.2):
+    obs = sdelab.LinearObservation(A, y, noise_std=0.3, method="dps", scale=zeta)
+    samples2[f"dps, scale {zeta:g}"] = draw(obs)
 report(post2, samples2)
 
 # %%
-# alt: Two scatter plots over the prior's contours: exact posterior samples from the
-#   posterior's own score form a band along x1 + x2 = 0.5 across two modes; DPS samples lie
-#   along the same band with a different spread and balance between the modes.
-fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, sharey=True)
+# alt: Three scatter plots over the prior's contours with the line x1 + x2 = 0.5: exact
+#   posterior samples from the posterior's own score lie in a band along the line, mostly
+#   in the lower-right component; DPS samples at scale 0.05 hug the line too tightly and
+#   spread evenly along it; at scale 0.2 most sit in the lower-right component but spread
+#   off the line, with a stray cluster near (-1.7, 2.2).
+fig, axes = plt.subplots(1, 3, figsize=(14, 4), sharex=True, sharey=True)
 for ax, (name, x) in zip(axes, samples2.items(), strict=True):
     ax.contour(xx, yy, prior_density.reshape(xx.shape), levels=8, cmap="Greys")
     ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.4)
@@ -183,7 +187,8 @@ report(component, samples3)
 
 # %%
 # alt: Two scatter plots of class-guided samples over the prior's contours: at scale 1 they
-#   fill the third component (top); at scale 4 they crowd more tightly into its centre.
+#   fill the third component (top, centred at (0.5, 2)); at scale 4 they look much the
+#   same, a little more concentrated, as this component is far from the others.
 fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, sharey=True)
 for ax, (name, x) in zip(axes, samples3.items(), strict=True):
     ax.contour(xx, yy, prior_density.reshape(xx.shape), levels=8, cmap="Greys")

@@ -12,7 +12,8 @@ et al. 2022; DPS, Chung et al. 2023) is scored against samples of the exact post
   ($y = A x^\star + n$, $A$ random Gaussian with half as many rows as $d$, $n \sim
   \mathcal N(0, \varsigma^2 I)$), ``class`` (a random component label $k$);
 * **methods**: ``imputation`` and ``repaint`` (`Inpaint`, for masks), ``dps`` and
-  ``imputation`` (`LinearObservation`), ``guidance`` (`ClassGuidance` with the exact
+  ``imputation`` (`LinearObservation`; DPS at each step size of ``dps_scales``, shown as
+  ``dps(0.1)``), ``guidance`` (`ClassGuidance` with the exact
   classifier), and ``exact``: the posterior mixture's own exact score run through the same
   solver and steps (for an exact observation on the coordinates of the subspace $Ax = y$,
   `sdelab.analytic.PosteriorMixture`), the reference row, which carries only the solver's own
@@ -50,6 +51,7 @@ __all__ = [
     "InverseConfig",
     "InverseResult",
     "Observation",
+    "inverse_summary",
     "observe",
     "run_inverse",
 ]
@@ -89,8 +91,9 @@ class InverseConfig:
     #: RePaint's resampling (Lugmayr et al. 2022)
     jump_length: int = 10
     jump_n_sample: int = 10
-    #: DPS's step size and the guidance weight
-    dps_scale: float = 1.0
+    #: DPS's step sizes $\zeta$ (one method row each: its bias depends on $\zeta$ times the
+    #: number of steps, so one value cannot serve every budget) and the guidance weight
+    dps_scales: list[float] = field(default_factory=lambda: [0.03, 0.1, 0.3])
     guidance_scale: float = 1.0
     name: str = "inverse"
 
@@ -101,7 +104,12 @@ INVERSE_PRESETS: dict[str, InverseConfig] = {
     ),
     # --preset inverse --quick: the 2-D mixture, one solver, two step counts (seconds)
     "inverse-quick": InverseConfig(
-        datasets=["gmm2d"], steps=[20, 100], n_samples=500, jump_length=5, jump_n_sample=3
+        datasets=["gmm2d"],
+        steps=[20, 100],
+        n_samples=500,
+        jump_length=5,
+        jump_n_sample=3,
+        dps_scales=[0.3],
     ),
 }
 
@@ -156,7 +164,20 @@ def observe(
     return Observation(kind, desc, post, A=A, y=y, noise_std=noise_std)
 
 
-def _condition(method: str, obs: Observation, prior: GaussianMixture, sde, cfg: InverseConfig):
+def _variants(cfg: InverseConfig) -> list[tuple[str, str, float]]:
+    """``(label, method, scale)`` of each method row: DPS once per step size."""
+    out = []
+    for m in cfg.methods:
+        if m == "dps":
+            out += [(f"dps({s:g})", m, s) for s in cfg.dps_scales]
+        else:
+            out.append((m, m, cfg.guidance_scale if m == "guidance" else 1.0))
+    return out
+
+
+def _condition(
+    method: str, scale: float, obs: Observation, prior: GaussianMixture, sde, cfg: InverseConfig
+):
     """The ``condition=`` of `sdelab.sample` for ``method`` on ``obs`` (``None``: exact)."""
     from .. import conditioning as C
 
@@ -165,7 +186,7 @@ def _condition(method: str, obs: Observation, prior: GaussianMixture, sde, cfg: 
         return None
     if method == "guidance":
         clf = prior.to(dtype=dt).class_log_prob(sde).for_class(obs.label)
-        return C.ClassGuidance(clf, scale=cfg.guidance_scale)
+        return C.ClassGuidance(clf, scale=scale)
     A, y = obs.A.to(dt), obs.y.to(dt)
     if method == "repaint" or (method == "imputation" and obs.kind == "mask"):
         full = torch.zeros(prior.dim, dtype=dt)
@@ -177,7 +198,6 @@ def _condition(method: str, obs: Observation, prior: GaussianMixture, sde, cfg: 
             jump_length=cfg.jump_length,
             jump_n_sample=cfg.jump_n_sample,
         )
-    scale = cfg.dps_scale if method == "dps" else 1.0
     return C.LinearObservation(A, y, noise_std=obs.noise_std, method=method, scale=scale)
 
 
@@ -202,12 +222,12 @@ def _cells(cfg: InverseConfig):
     for name in cfg.datasets:
         for kind in cfg.observations:
             for seed in cfg.seeds:
-                for method in cfg.methods:
+                for label, method, scale in _variants(cfg):
                     if method not in METHODS_FOR[kind]:
                         continue
                     for spec in cfg.solvers:
                         for steps in cfg.steps:
-                            yield name, kind, seed, method, spec, steps
+                            yield name, kind, seed, (label, method, scale), spec, steps
 
 
 def run_inverse(
@@ -236,7 +256,7 @@ def run_inverse(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc="sdelab compare (inverse)", unit="cell")
-    for name, kind, seed, method, spec, steps in todo:
+    for name, kind, seed, (label, method, scale), spec, steps in todo:
         key = (name, kind, seed)
         if key not in problems:
             prior = builtin_mixture(name)
@@ -251,7 +271,8 @@ def run_inverse(
             "observation": obs.description,
             "kind": kind,
             "seed": seed,
-            "method": method,
+            "method": label,
+            "scale": scale,
             "solver": solver_label(spec),
             "spec": spec,
             "steps": steps,
@@ -266,7 +287,7 @@ def run_inverse(
             else:
                 dev_prior = prior.to(device=device, dtype=dt)
                 score, dim = dev_prior.score(sde), prior.dim
-                cond = _condition(method, obs, prior, sde, cfg)
+                cond = _condition(method, scale, obs, prior, sde, cfg)
             kw = {} if cond is None else {"condition": cond}
             res = sample(
                 sde,
