@@ -74,7 +74,7 @@ ROWS = [
         "EulerDiscreteScheduler",
         RAMPS + SPACINGS + PREDICTIONS + [{"final_sigmas_type": "sigma_min"}],
     ),
-    ("EulerAncestralDiscreteScheduler", [{}] + SPACINGS + PREDICTIONS[:1]),
+    ("EulerAncestralDiscreteScheduler", [{}, *SPACINGS, *PREDICTIONS[:1]]),
     ("HeunDiscreteScheduler", RAMPS + SPACINGS + PREDICTIONS + [{"clip_sample": True}]),
     ("LMSDiscreteScheduler", RAMPS + SPACINGS + PREDICTIONS),
     ("KDPM2DiscreteScheduler", RAMPS + SPACINGS + PREDICTIONS[:1]),
