@@ -7,12 +7,28 @@ from ._config import FrozenConfig
 from ._outputs import ImagePipelineOutput, SchedulerOutput, SdeVeOutput
 from .adapter import score_from_diffusers_model
 from .pipelines import ScoreSdeVePipeline, ScoreSdeVpPipeline
+from .sigma import (
+    DPMSolverSDEScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    KDPM2AncestralDiscreteScheduler,
+    KDPM2DiscreteScheduler,
+    LMSDiscreteScheduler,
+)
 from .ve import ScoreSdeVeScheduler
 from .vp import ScoreSdeVpScheduler
 
 __all__ = [
+    "DPMSolverSDEScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "EulerDiscreteScheduler",
     "FrozenConfig",
+    "HeunDiscreteScheduler",
     "ImagePipelineOutput",
+    "KDPM2AncestralDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "LMSDiscreteScheduler",
     "SchedulerOutput",
     "ScoreSdeVePipeline",
     "ScoreSdeVeScheduler",
