@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -64,7 +65,7 @@ class LinearObservation(Condition):
         object.__setattr__(self, "y", y)
 
     @classmethod
-    def grayscale(cls, y, channels: int = 3, **options) -> LinearObservation:
+    def grayscale(cls, y: Tensor, channels: int = 3, **options: Any) -> LinearObservation:
         r"""Colorization: observe the grey-scale image $y = \frac1C \sum_c x_c$ of samples of
         shape (C, H, W) (the channel average, as Song et al.'s colorization code).
 
