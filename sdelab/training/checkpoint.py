@@ -267,6 +267,19 @@ def split_state(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]
     return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON config of the checkpoint `load_checkpoint` would load from ``path``."""
+    p = Path(path)
+    if p.is_file():
+        return _read_pair(p)[0]
+    found = latest(p) if p.is_dir() else None
+    if found is None:
+        raise CheckpointError(
+            f"path must be a checkpoint directory or step-*.json file, got {str(path)!r}"
+        )
+    return found[0]
+
+
 # --- the public loader -----------------------------------------------------------------------
 def load_checkpoint(
     path: str | os.PathLike, *, device: str | torch.device | None = None, ema: bool = True

@@ -52,21 +52,22 @@ class TrainResult:
     steps: int
 
 
-def _as_data(data: object) -> tuple[Tensor, str | None, float | None]:
-    """``(tensor, name, bin_width)`` of a `Dataset`, a data set name / ``.npy`` path or a
-    tensor."""
+def _as_data(data: object) -> tuple[Tensor, str | None, float | None, dict[str, Any]]:
+    """``(tensor, name, bin_width, description)`` of a `Dataset`, a data set name / ``.npy``
+    path or a tensor."""
     from ..data import Dataset, load
 
     if isinstance(data, str | os.PathLike):
         data = load(os.fspath(data))
     if isinstance(data, Dataset):
-        return data.data, data.name, data.bin_width
+        info = {"levels": data.levels, "value_range": data.value_range}
+        return data.data, data.name, data.bin_width, info
     if isinstance(data, Tensor):
         if not data.is_floating_point() or data.ndim < 2:
             raise ValueError(
                 f"data must be a floating tensor of shape (n, ...) with n >= 1, got {_short(data)}"
             )
-        return data, None, None
+        return data, None, None, {"levels": None, "value_range": None}
     raise TypeError(
         f"data must be a sdelab.data.Dataset, a data set name, a .npy path or a tensor, got "
         f"{type(data).__name__}"
@@ -202,7 +203,7 @@ def train(
     weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
     eps = _check_eps(sde, eps)
 
-    x, data_name, bin_width = _as_data(data)
+    x, data_name, bin_width, data_info = _as_data(data)
     if x.shape[0] < 1:
         raise ValueError(f"data must hold at least one sample, got shape {tuple(x.shape)}")
     batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -258,6 +259,8 @@ def train(
         },
         "ema": ema,
         "data": data_name,
+        "sample_shape": list(x.shape[1:]),
+        **data_info,
         "batch_size": batch_size,
         "seed": seed,
         "steps": steps,
