@@ -104,3 +104,40 @@ def test_train_usage_errors(tmp_path, capsys):
     assert "--net unet needs images" in capsys.readouterr().err
     assert main(["sample", "--checkpoint", str(tmp_path / "none"), "--out", "x.npy"]) == 2
     assert "checkpoint directory" in capsys.readouterr().err
+
+
+def test_compare_runs_a_checkpoint_on_its_mixture(tmp_path, capsys):
+    """``compare(score=DIR)``: the checkpoint's SDE and mixture replace the grid's, the truth is
+    the exact mixture (its metrics are there), and the trained score is what is sampled."""
+    import sdelab
+    from sdelab.experiments import compare
+    from sdelab.nets import MLPScore
+    from sdelab.training import train
+
+    ck = tmp_path / "ck"
+    torch.manual_seed(0)
+    net = MLPScore(2, hidden=32, depth=2, embed_dim=16)
+    sde = sdelab.VESDE(sigma_max=10.0)
+    train(sde, net, "gmm2d", steps=30, batch_size=32, out=ck, progress=False)
+    grid = {"datasets": ["gmm16"], "sdes": ["vp"], "n_samples": 100, "seeds": [0],
+            "projections": 8, "solvers": [{"kind": "euler_maruyama", "steps": [5]}]}  # fmt: skip
+    res = compare(grid, tmp_path / "out", score=str(ck), progress=False, plots=False)
+    (rec,) = res.records
+    assert rec["dataset"] == "gmm2d-trained" and rec["sde"] == "VE" and rec["status"] == "ok"
+    assert rec["config"]["sde"]["sigma_max"] == 10.0
+    exact = compare(grid | {"datasets": ["gmm2d"], "sdes": [{"kind": "ve", "sigma_max": 10.0}]},
+                    tmp_path / "exact", progress=False, plots=False).records[0]  # fmt: skip
+    assert rec["metrics"].keys() == exact["metrics"].keys()
+    assert rec["floor"] == exact["floor"]  # the same truth and noise floor
+    assert rec["metrics"] != exact["metrics"]  # another score
+    # the command line: a checkpoint needs neither --sde nor --data
+    out = tmp_path / "cli"
+    args = ["compare", "--score", str(ck), "--config", str(tmp_path / "g.json"), "--out", str(out),
+            "--no-plots", "--no-progress"]  # fmt: skip
+    (tmp_path / "g.json").write_text(__import__("json").dumps(grid))
+    assert main(args) == 0
+    assert "gmm2d-trained" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"built-in mixture .*got data 'moons'"):
+        moons = tmp_path / "moons"
+        train(sde, net, "moons", steps=2, batch_size=8, out=moons, progress=False)
+        compare(grid, tmp_path / "o2", score=str(moons), progress=False, plots=False)
