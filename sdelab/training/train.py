@@ -113,6 +113,16 @@ def _mismatch(what: str, saved: object, asked: object, out: Path) -> CheckpointE
     )
 
 
+def _adamw(params: list[Tensor], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW, the fused implementation where torch has one for these parameters (one kernel
+    per step instead of a loop over tensors: about half the optimizer's time on the CPU),
+    else the default one."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
 def train(
     sde: LinearSDE,
     model: nn.Module,
@@ -238,7 +248,7 @@ def train(
         for p, q in zip(model.parameters(), ema_model.parameters(), strict=True)
         if p.requires_grad
     ]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    opt = _adamw(params, lr, weight_decay)
     gen = torch.Generator(device=device).manual_seed(seed)
 
     net_config = model.config() if callable(getattr(model, "config", None)) else None
@@ -250,6 +260,7 @@ def train(
         "eps": eps,
         "optimizer": {
             "class": "AdamW",
+            "fused": bool(opt.defaults.get("fused")),
             "lr": lr,
             "betas": list(opt.defaults["betas"]),
             "eps": opt.defaults["eps"],
