@@ -388,7 +388,7 @@ def stop_together() -> Iterator[None]:
     error: BaseException | None = None
     try:
         yield
-    except BaseException as e:  # noqa: BLE001 - re-raised below on this rank
+    except BaseException as e:  # re-raised below on this rank
         error = e
         report_error(e)
     flag = torch.tensor([0 if error is None else 1], dtype=torch.int32, device=_flag_device())
