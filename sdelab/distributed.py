@@ -69,7 +69,8 @@ class RankFailed(RuntimeError):
     """Another rank raised; this rank stops with its error (``rank`` and ``error`` hold them)."""
 
     def __init__(self, failed_rank: int, error: str) -> None:
-        super().__init__(f"rank {failed_rank} failed: {error}; all ranks stopped")
+        who = f"rank {failed_rank} failed: " if failed_rank >= 0 else ""
+        super().__init__(f"{who}{error}; all ranks stopped")
         self.rank = failed_rank
         self.error = error
 
@@ -88,6 +89,7 @@ class Session:
     backend: str | None = None
     device: torch.device | None = None
     timeout: float = 60.0
+    op_timeout: float = 1800.0
     _store: Any = None
     _calls: int = 0
 
@@ -200,7 +202,14 @@ def init_from_env(
     )
     restart = env.get("TORCHELASTIC_RESTART_COUNT", "0")
     _SESSION = Session(
-        r, world, local, backend, device, float(timeout), dist.PrefixStore(f"sdelab/{restart}", st)
+        r,
+        world,
+        local,
+        backend,
+        device,
+        float(timeout),
+        float(op_timeout),
+        dist.PrefixStore(f"sdelab/{restart}", st),
     )
     return _SESSION
 
@@ -319,9 +328,11 @@ def check_same(config: Any, what: str = "config") -> None:
         )
 
 
-def _wait(st, keys: list[str], s: Session, what: str) -> None:
-    """Wait for store keys within the session's timeout, failing early if a rank failed."""
-    deadline = time.monotonic() + s.timeout
+def _wait(st, keys: list[str], s: Session, what: str, timeout: float | None = None) -> None:
+    """Wait for store keys within ``timeout`` (default the session's), failing early if a
+    rank failed."""
+    timeout = s.timeout if timeout is None else timeout
+    deadline = time.monotonic() + timeout
     while True:
         if st.check([_ERROR_KEY]):
             _raise_failed(st)
@@ -331,7 +342,7 @@ def _wait(st, keys: list[str], s: Session, what: str) -> None:
             missing = [k for k in keys if not st.check([k])]
             raise RankFailed(
                 -1,
-                f"timed out after {s.timeout:g} s waiting for {what} (missing {missing}); "
+                f"timed out after {timeout:g} s waiting for {what} (missing {missing}); "
                 f"a rank stopped or hangs",
             )
         time.sleep(0.01)
@@ -343,18 +354,35 @@ _ERROR_KEY = "error"
 def _raise_failed(st) -> None:
     msg = st.get(_ERROR_KEY).decode()
     r, _, text = msg.partition("|")
+    st.add(_SEEN_KEY, 1)
     raise RankFailed(int(r), text)
 
 
-def report_error(error: BaseException) -> None:
-    """Publish this rank's error for the others (first error wins); they raise `RankFailed`
-    at their next `stop_together` / `failed` check."""
+_SEEN_KEY = "error-seen"
+
+
+def _let_others_read(st) -> None:
+    """Rank 0 hosts the store (outside torchrun's agent): before it exits with its error it
+    waits (at most the session's timeout, 10 s at most) until the other ranks have read it."""
+    if rank() != 0 or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return
+    deadline = time.monotonic() + min(_SESSION.timeout, 10.0)
+    while st.add(_SEEN_KEY, 0) < world_size() - 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def report_error(error: BaseException, *, wait: bool = True) -> None:
+    """Publish this rank's error for the others (the first error wins); they raise
+    `RankFailed` at their next `stop_together` / `raise_if_failed`. With ``wait`` rank 0
+    (which hosts the store outside torchrun) waits a little for them to read it."""
     st = store()
     if st is None:
         return
-    text = f"{type(error).__name__}: {error}".strip()
+    text = f"{type(error).__name__}: {error}".strip().rstrip(":")
     # compare_set with expected "" only writes when the key does not exist yet
-    st.compare_set(_ERROR_KEY, "", f"{rank()}|{text}")
+    first = st.compare_set(_ERROR_KEY, "", f"{rank()}|{text}").decode()
+    if wait and first.partition("|")[0] == str(rank()):
+        _let_others_read(st)
 
 
 def raise_if_failed() -> None:
@@ -390,10 +418,11 @@ def stop_together() -> Iterator[None]:
         yield
     except BaseException as e:  # re-raised below on this rank
         error = e
-        report_error(e)
+        report_error(e, wait=False)
     flag = torch.tensor([0 if error is None else 1], dtype=torch.int32, device=_flag_device())
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     if error is not None:
+        _let_others_read(s._store)
         raise error
     if bool(flag):
         raise_if_failed()
