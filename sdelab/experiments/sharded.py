@@ -39,7 +39,7 @@ import torch
 
 from .. import distributed as dist
 from .compare import CompareResult, compare
-from .config import CompareConfig
+from .config import CompareConfig, build_mixture, build_sde, build_solver
 from .pathwise import REFERENCE_FOLDER, FlowReferences
 from .report import score_share
 from .runner import (
@@ -125,13 +125,12 @@ def run_grid_sharded(
     stealing, see the module). Called by every rank; rank 0 returns the `RunOutcome` (all
     records of the grid in grid order, ``computed`` those computed by any rank in this
     call), the others ``None``. With one process it is `run_grid`."""
-    from .runner import FAILED, run_grid
+    from .runner import run_grid
 
     if not dist.is_distributed():
         return run_grid(
             config, out, device=device, user=user, progress=progress, retry_failed=retry_failed
         )
-    import sdelab
 
     out = Path(out)
     dev = torch.device(device)
@@ -148,9 +147,21 @@ def run_grid_sharded(
         datasets = [{"name": user.name, "user": user.ident}]
     grid = cells(config, datasets)
     keys = [c.key(dev.type) for c in grid]
-    with dist.stop_together():  # rank 0 folds an interrupted run's files first
-        if r == 0:
-            merge_rank_files(out, keys)
+    with ExitStack() as stack:
+        with dist.stop_together():  # rank 0 takes the folder, folds an interrupted run's files
+            if r == 0:
+                out.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(results_lock(out))  # re-entrant (compare_sharded holds it)
+                merge_rank_files(out, keys)
+        return _run_shards(config, out, dev, user, progress, retry_failed, grid, keys)
+
+
+def _run_shards(config, out: Path, dev, user, progress, retry_failed, grid, keys):
+    import sdelab
+
+    from .runner import FAILED
+
+    r = dist.rank()
     existing = {rec["key"]: rec for rec in _read_results(out / RESULTS_FILE)[0]}
     if retry_failed:
         existing = {k: v for k, v in existing.items() if v.get("status") not in FAILED}
@@ -166,6 +177,11 @@ def run_grid_sharded(
         "threads": torch.get_num_threads(),
     }
     flows = FlowReferences(out / REFERENCE_FOLDER)
+    with dist.stop_together():  # the exact flow maps, dealt over the ranks before the cells
+        for cell in dist.shard(_needed_flows(todo, dev, user)):
+            mixture = build_mixture(cell.dataset)
+            shape = (cell.n_samples, mixture.dim)
+            flows.get(cell, build_sde(cell.sde), mixture, shape, dev)
     problems: dict = {}
     bar = None
     if progress and r == 0:
@@ -243,6 +259,22 @@ def run_grid_sharded(
     if missing:  # pragma: no cover - every claimed cell was finished or a rank raised
         raise RuntimeError(f"{len(missing)} cell(s) of the grid have no record after the run")
     return RunOutcome([merged[k] for k in keys], computed, len(grid) - len(todo))
+
+
+def _needed_flows(todo, dev, user) -> list:
+    """One cell per exact flow map the deterministic cells of ``todo`` need (in grid
+    order); none for a user's problem (its score is not exact)."""
+    if user is not None:
+        return []
+    seen, out = set(), []
+    for cell, _ in todo:
+        if build_solver(cell.solver, tol=cell.tol).stochastic is not False:
+            continue
+        key = FlowReferences.key(cell, dev)
+        if key not in seen:
+            seen.add(key)
+            out.append(cell)
+    return out
 
 
 def compare_sharded(
