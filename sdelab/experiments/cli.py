@@ -159,12 +159,16 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(args: argparse.Namespace) -> int:
     """Run ``sdelab compare`` with parsed ``args``; returns the exit status (0 done, 1 the
     output folder is in use by another run, 2 an invalid argument or grid)."""
-    from .compare import compare
+    from .. import distributed as dist
     from .config import PRESETS, ConfigError, config_from_dict, load_config
     from .runner import ResultsBusy
+    from .sharded import compare_sharded
 
     try:
         threads = check_threads(args.threads)
+        dist.init_from_env()  # a no-op outside torchrun
+        if dist.is_distributed() and args.preset == "inverse":
+            raise UsageError("--preset inverse is not sharded over ranks; run it without torchrun")
         if args.quick and (args.config or args.preset not in (None, "inverse")):
             given = f"--config {args.config}" if args.config else f"--preset {args.preset}"
             raise UsageError(f"--quick goes alone or with --preset inverse, got it with {given}")
@@ -195,7 +199,8 @@ def main(args: argparse.Namespace) -> int:
         out = check_out(args.out)
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
-            res = compare(
+            # under torchrun the ranks share the cells; rank 0 reports (one process: compare)
+            res = compare_sharded(
                 cfg,
                 out,
                 device=device,
@@ -206,6 +211,8 @@ def main(args: argparse.Namespace) -> int:
                 threads=threads,
                 retry_failed=args.retry_failed,
             )
+        if res is None:  # a rank other than 0: its cells are in rank 0's results
+            return 0
     except ConfigError as e:
         print(f"sdelab compare: invalid grid: {e}", file=sys.stderr)
         return 2
@@ -214,6 +221,9 @@ def main(args: argparse.Namespace) -> int:
         return 2
     except ResultsBusy as e:
         print(f"sdelab compare: {e}", file=sys.stderr)
+        return 1
+    except (dist.RankFailed, dist.RendezvousError) as e:
+        print(f"sdelab compare (rank {dist.rank()}): {e}", file=sys.stderr)
         return 1
     except OSError as e:
         print(

@@ -118,7 +118,7 @@ class FlowReferences:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # ranks may write the same map
         torch.save(x.detach().cpu(), tmp)
         os.replace(tmp, path)
 

@@ -546,11 +546,14 @@ def _run_locked(config, out: Path, dev, user, progress: bool, retry_failed: bool
                 f"pass --n-samples {n_max} or fewer"
             )
         datasets = [{"name": user.name, "user": user.ident}]
+    from .sharded import merge_rank_files
+
     grid = cells(config, datasets)
-    existing = {r["key"]: r for r in _repair_results(path)}
+    keys = [c.key(dev.type) for c in grid]
+    # results.jsonl, with the rank files of an interrupted torchrun run folded in first
+    existing = {r["key"]: r for r in merge_rank_files(out, keys)}
     if retry_failed:
         existing = {k: r for k, r in existing.items() if r.get("status") not in FAILED}
-    keys = [c.key(dev.type) for c in grid]
     todo = [(c, k) for c, k in zip(grid, keys, strict=True) if k not in existing]
     outcome = RunOutcome([], resumed=len(grid) - len(todo))
     problems: dict = {}
