@@ -39,6 +39,7 @@ from .._checks import _short, check_int
 from ..sde.discrete import DiscreteVPSDE
 from ..solvers._exp import Coeffs, coeffs, data_prediction
 from ..solvers.grid import GridSolver, Step
+from ..solvers.karras import KarrasSolver
 from ._config import ConfigMixin
 from ._outputs import BaseOutput
 from ._random import check_generator
@@ -212,6 +213,10 @@ class SigmaScheduler(ConfigMixin):
             np.concatenate([self._table[::-1], [0.0]]).astype(np.float32)
         )
         self._levels: list[float] | None = None
+        self._plans: list | None = None
+        self._open: Tensor | None = None
+        kind = cfg.get("prediction_type", "epsilon")
+        self._eps_slope = kind == "epsilon" and not cfg.get("clip_sample")
         self._step_index: int | None = None
         self._begin_index: int | None = None
 
@@ -312,6 +317,20 @@ class SigmaScheduler(ConfigMixin):
         self._coeffs = [coeffs(self.sde, t) for t in self._times]
         self._cache: dict[float, Coeffs] = {c.t: c for c in self._coeffs}
         self._layout(torch.from_numpy(sigmas), np.asarray(ts), device)
+        self._input_levels = self._input_sigmas.tolist()
+        count = len(self._times) - 1
+        self._plans = None
+        if isinstance(self.solver, KarrasSolver):  # the solver's floats of every step, once
+            self._plans = [
+                self.solver.plan(
+                    self.sde,
+                    c,
+                    cn,
+                    Step(j, count, c.t, cn.t, c.t - cn.t),
+                )
+                for j, (c, cn) in enumerate(zip(self._coeffs[:-1], self._coeffs[1:], strict=True))
+            ]
+        self._open = None
         self._step_index = None
         self._begin_index = None
         self._state: Any = None
@@ -411,9 +430,9 @@ class SigmaScheduler(ConfigMixin):
             raise TypeError(
                 f"model_output must have sample's dtype {sample.dtype}, got {model_output.dtype}"
             )
-        if self._pending and sample.shape != self._pending[0].shape:
+        if self._open is not None and sample.shape != self._open.shape:
             raise ValueError(
-                f"sample must keep the shape {tuple(self._pending[0].shape)} within a step, got "
+                f"sample must keep the shape {tuple(self._open.shape)} within a step, got "
                 f"{tuple(sample.shape)}"
             )
 
@@ -449,20 +468,63 @@ class SigmaScheduler(ConfigMixin):
                 f"the grid has {len(self._input_sigmas)} calls"
             )
         j, stage = divmod(k, self.stages)
-        pred = self._pred_original(model_output, sample, float(self._input_sigmas[k]))
-        prev = self._advance(j, stage, model_output, sample, generator)
+        s = self._input_levels[k]
+        pred = self._pred_original(model_output, sample, s)
+        prev = self._advance(j, stage, model_output, sample, generator, pred, s)
         self._step_index = k + 1
         out = _SigmaOutput(prev, pred)
         return out if return_dict else out.to_tuple()
 
-    def _advance(self, j: int, stage: int, out: Tensor, sample: Tensor, generator) -> Tensor:
-        """The scaled sample after call ``stage`` of level ``j``'s step."""
+    def _slope(self, out: Tensor, sample: Tensor, pred: Tensor, s: float) -> Tensor:
+        r"""The slope $d = (\tilde x - D)/s$ of the probability-flow ODE in $s$ at this call's
+        input (`sdelab.solvers.karras.karras_derivative`) from the model output: for a noise
+        prediction without clipping $D = \tilde x - s\hat\epsilon$, so $d = \hat\epsilon$ is
+        the output itself; otherwise from this call's data prediction ``pred``."""
+        if self._eps_slope:
+            return out
+        return (sample - pred) / s
+
+    def _advance(
+        self,
+        j: int,
+        stage: int,
+        out: Tensor,
+        sample: Tensor,
+        generator,
+        pred: Tensor,
+        s: float,
+    ) -> Tensor:
+        r"""The scaled sample after call ``stage`` of level ``j``'s step. On the solver's
+        `StepPlan` (precomputed floats): the next stage's input (`KarrasSolver.stage_input`)
+        while slopes are missing, else the step's end (`KarrasSolver.finish`, with its fresh
+        noise). The step to $s = 0$ is Tweedie's $D$ = ``pred`` (see `step`)."""
+        if self._plans is None:
+            return self._replay(j, stage, out, sample, generator)
+        if self._levels[j + 1] == 0.0:
+            return pred
+        d = self._slope(out, sample, pred, s)
+        plan = self._plans[j]
+        if stage == 0:
+            self._xs, self._slopes = sample, [d]
+        else:
+            self._slopes.append(d)
+        if len(self._slopes) < len(plan.levels):
+            self._open = sample
+            return self.solver.stage_input(plan, self._xs, self._slopes)
+        self._open = None
+        return self.solver.finish(plan, self._xs, self._slopes, generator)
+
+    def _replay(self, j: int, stage: int, out: Tensor, sample: Tensor, generator) -> Tensor:
+        """The scaled sample after call ``stage`` of level ``j``'s step, for solvers without a
+        `StepPlan` (`DPMSolverSDEScheduler`): the solver's step runs with the model outputs of
+        this level so far and, when it asks for one more, returns that evaluation's input."""
         c = self._coeffs[j]
         if stage == 0:
             self._pending = [out]
             self._x = sample * c.m
         else:
             self._pending.append(out)
+        self._open = sample
         if not self._started:
             self._state, self._started = self._init_state(), True
         if self._levels[j + 1] == 0.0:  # the last step, to s = 0
@@ -478,6 +540,7 @@ class SigmaScheduler(ConfigMixin):
             return p.x / self._at(p.t).m
         self._state = state
         self._pending = []
+        self._open = None
         return x_next / cn.m
 
     def _init_state(self) -> Any:
