@@ -6,6 +6,7 @@ Nothing here imports diffusers (or PIL, until PIL images are asked for).
 from ._config import FrozenConfig
 from ._outputs import ImagePipelineOutput, SchedulerOutput, SdeVeOutput
 from .adapter import score_from_diffusers_model
+from .karras_ve import KarrasVeOutput, KarrasVeScheduler
 from .pipelines import ScoreSdeVePipeline, ScoreSdeVpPipeline
 from .sigma import (
     DPMSolverSDEScheduler,
@@ -28,6 +29,8 @@ __all__ = [
     "ImagePipelineOutput",
     "KDPM2AncestralDiscreteScheduler",
     "KDPM2DiscreteScheduler",
+    "KarrasVeOutput",
+    "KarrasVeScheduler",
     "LMSDiscreteScheduler",
     "SchedulerOutput",
     "ScoreSdeVePipeline",
