@@ -122,3 +122,89 @@ def test_karras_ve_bad_input():
         sched.step_correct(x, 1.0, 0.0, x, x, x)
     with pytest.raises(NotImplementedError):
         sched.add_noise(x, x, torch.tensor([1]))
+
+
+# --- RePaint --------------------------------------------------------------------------------
+def eps_model(x: torch.Tensor, t) -> torch.Tensor:
+    """A smooth noise prediction of the sample and the training step."""
+    w = float(t) / 1000.0
+    return torch.tanh(0.7 * x) * (0.5 + 0.4 * w) + 0.1 * x
+
+
+def repaint_loop(sched, steps: int, jump_length: int, jump_n_sample: int, eta: float, seed=0):
+    """diffusers' RePaintPipeline loop: step on down moves, undo_step on up moves."""
+    gen = torch.Generator().manual_seed(seed)
+    g0 = torch.Generator().manual_seed(7)
+    original = torch.rand(SHAPE, generator=g0) * 2 - 1
+    mask = (torch.rand(SHAPE, generator=g0) > 0.5).float()
+    x = torch.randn(SHAPE, generator=gen)
+    sched.set_timesteps(steps, jump_length, jump_n_sample)
+    sched.eta = eta
+    t_last = sched.timesteps[0] + 1
+    calls = 0
+    for t in sched.timesteps:
+        if t < t_last:
+            x = sched.step(eps_model(x, t), t, x, original, mask, gen).prev_sample
+        else:
+            x = sched.undo_step(x, t_last, gen)
+        t_last = t
+        calls += 1
+    return x, calls
+
+
+REPAINT_CASES = [
+    (10, 3, 2, 0.0, {}),
+    (10, 3, 2, 1.0, {}),
+    (50, 10, 3, 0.5, {}),
+    (50, 10, 2, 0.0, {"clip_sample": False, "beta_schedule": "squaredcos_cap_v2"}),
+]
+
+
+@pytest.mark.parametrize(("steps", "length", "repeats", "eta", "opts"), REPAINT_CASES)
+def test_repaint_loop_equals_diffusers(steps, length, repeats, eta, opts):
+    import diffusers
+
+    ref_sched = diffusers.RePaintScheduler(**opts)
+    ours = S.RePaintScheduler(**opts)
+    ref, calls = repaint_loop(ref_sched, steps, length, repeats, eta)
+    got, _ = repaint_loop(ours, steps, length, repeats, eta)
+    assert torch.equal(ours.timesteps, ref_sched.timesteps)
+    rel = float((got - ref).abs().max() / ref.abs().max())
+    assert rel < 8 * calls * EPS32, rel
+
+
+def test_repaint_keeps_the_known_part_at_the_end():
+    """After the last step (to the clean level) the known pixels are the original image."""
+    sched = S.RePaintScheduler()
+    x, _ = repaint_loop(sched, 10, 3, 2, 1.0)
+    g0 = torch.Generator().manual_seed(7)
+    original = torch.rand(SHAPE, generator=g0) * 2 - 1
+    mask = torch.rand(SHAPE, generator=g0) > 0.5
+    assert torch.allclose(x[mask], original[mask], atol=1e-6)
+
+
+def test_repaint_undo_step_is_the_forward_process():
+    """undo_step from x = 0 over r steps has std sqrt(1 - prod(1 - beta_k)) (n = 20000)."""
+    sched = S.RePaintScheduler()
+    sched.set_timesteps(50)
+    x = sched.undo_step(torch.zeros(20000), 100, torch.Generator().manual_seed(0))
+    ac = sched.sde.alphas_cumprod
+    var = 1 - float(ac[119] / ac[99])
+    n = x.numel()
+    assert abs(float(x.var()) / var - 1) < 5 * (2 / n) ** 0.5
+
+
+def test_repaint_bad_input():
+    sched = S.RePaintScheduler()
+    x = torch.zeros(SHAPE)
+    with pytest.raises(RuntimeError, match="set_timesteps"):
+        sched.step(x, 10, x, x, x)
+    sched.set_timesteps(10, 3, 2)
+    with pytest.raises(ValueError, match="timestep"):
+        sched.step(x, 5000, x, x, x)
+    with pytest.raises(ValueError, match="original_image"):
+        sched.step(x, 100, x, torch.zeros(2, 3), x)
+    with pytest.raises(ValueError, match="jump_length"):
+        sched.set_timesteps(10, 0, 2)
+    with pytest.raises(NotImplementedError):
+        sched.add_noise(x, x, torch.tensor([1]))

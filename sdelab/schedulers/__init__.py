@@ -8,6 +8,7 @@ from ._outputs import ImagePipelineOutput, SchedulerOutput, SdeVeOutput
 from .adapter import score_from_diffusers_model
 from .karras_ve import KarrasVeOutput, KarrasVeScheduler
 from .pipelines import ScoreSdeVePipeline, ScoreSdeVpPipeline
+from .repaint import RePaintScheduler, RePaintSchedulerOutput
 from .sigma import (
     DPMSolverSDEScheduler,
     EulerAncestralDiscreteScheduler,
@@ -32,6 +33,8 @@ __all__ = [
     "KarrasVeOutput",
     "KarrasVeScheduler",
     "LMSDiscreteScheduler",
+    "RePaintScheduler",
+    "RePaintSchedulerOutput",
     "SchedulerOutput",
     "ScoreSdeVePipeline",
     "ScoreSdeVeScheduler",

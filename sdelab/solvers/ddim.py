@@ -11,11 +11,28 @@ from torch import Tensor
 
 from .._checks import check_positive
 from ..sde.base import SDE
-from ._exp import coeffs, data_prediction, require_linear
+from ._exp import Coeffs, coeffs, data_prediction, require_linear
 from .grid import GridSolver, Step
 from .pc import gaussian_noise
 
-__all__ = ["DDIM"]
+__all__ = ["DDIM", "ddim_noise_split"]
+
+
+def ddim_noise_split(c: Coeffs, n: Coeffs, eta: float) -> tuple[float, float]:
+    r"""The two noise coefficients of the DDIM step from ``c`` to ``n`` (Song et al. 2021a,
+    eq. 12 and 16): $\big(\sqrt{\sigma_t^2 - \varsigma_t^2},\ \varsigma_t\big)$ with
+    $\varsigma_t = \eta\,\sigma_t\sqrt{1 - e^{-2h}}$, $h = \lambda_t - \lambda_s$, so
+    $x_t = m_t D + \sqrt{\sigma_t^2 - \varsigma_t^2}\,\hat\epsilon + \varsigma_t z$. A
+    target with $\sigma_t = 0$ (the clean level) gives $(0, 0)$."""
+    if n.sigma == 0.0:
+        return 0.0, 0.0
+    q = eta * eta * -math.expm1(-2.0 * (n.lam - c.lam))  # (varsigma_t / sigma_t)^2
+    if not q <= 1.0:
+        raise ValueError(
+            f"eta={eta!r} is too large for the step {c.t!r} -> {n.t!r}: eta^2 (1 - e^(-2h)) = "
+            f"{q!r} must be <= 1 (use eta <= 1)"
+        )
+    return n.sigma * math.sqrt(1.0 - q), n.sigma * math.sqrt(q)
 
 
 @dataclass(frozen=True)
