@@ -18,9 +18,10 @@ the diffusers-format pieces around them:
   (Karras et al. 2022, eq. 5), a geometric ramp (``use_exponential_sigmas``) or the
   Beta(0.6, 0.6) quantile ramp of Lee et al. 2024 (``use_beta_sigmas``), with the
   timesteps of those levels from the log-linear inverse of the table (`sigma_to_timestep`);
-* `SigmaScheduler`: the stateful adapter that maps diffusers' ``step`` calls onto one
-  `sdelab.solvers.GridSolver` step, including the two-calls-per-step protocol of the
-  second-order classes (see `SigmaScheduler.step`).
+* `SigmaScheduler`: the stateful adapter that maps diffusers' ``step`` calls onto the stages
+  of one sdelab solver step (`sdelab.solvers.karras.StepPlan`, precomputed in
+  ``set_timesteps``), including the two-calls-per-step protocol of the second-order classes
+  (see `SigmaScheduler.step`).
 
 All tables are computed as diffusers computes them (float32 values, the same formulas), so
 ``timesteps`` and ``sigmas`` are equal to diffusers'.
@@ -159,8 +160,8 @@ class _ModelOutputs:
 
 class SigmaScheduler(ConfigMixin):
     r"""Shared by the sigma-family adapters: the configuration checks, the level table, the
-    model input scaling, diffusers' step indexing and the mapping of ``step`` calls onto one
-    sdelab `GridSolver` step on `DiscreteVPSDE.from_diffusers(config)`.
+    model input scaling, diffusers' step indexing and the mapping of ``step`` calls onto the
+    stages of one sdelab solver step on `DiscreteVPSDE.from_diffusers(config)`.
 
     A subclass sets ``solver`` (the sdelab solver), ``stages`` (diffusers ``step`` calls per
     level: 1, or 2 for the second-order classes) and lays the tables out in `_layout`.
@@ -447,15 +448,19 @@ class SigmaScheduler(ConfigMixin):
         r"""One diffusers ``step``: the sdelab solver's step from the current level to the
         next, on the VP state $x = x_\sigma/\sqrt{s^2 + 1}$.
 
-        Second-order classes (``stages = 2``) are called twice per level, as diffusers'
-        are: the first call runs the solver's step with the one model output it has until the
-        solver asks for its second evaluation, and returns that evaluation's input (diffusers'
-        first-order prediction, in the scaled state); the second call runs the same step again
-        with both outputs (deterministic up to the noise, which the solver draws only after its
-        evaluations or, for `DPMSolverSDEScheduler`, from a generator replayed to the same
-        state). The step to $s = 0$ (``final_sigmas_type="zero"``) is the first-order step
-        diffusers takes there: the data prediction $D$ (Tweedie's formula; sdelab's
-        ``denoise=True``)."""
+        For the Karras-family solvers (`sdelab.solvers.karras.KarrasSolver`) `set_timesteps`
+        computes every step's `StepPlan` once (the solver's own levels and weights, Python
+        floats); a call then converts the model output into the slope
+        $d = (\tilde x - D)/s$ (`_slope`) and hands it to the solver's
+        `KarrasSolver.stage_input` (the next evaluation's input: diffusers' first-order
+        prediction on the first of the two calls of a second-order class) or
+        `KarrasSolver.finish` (the step's end, with its fresh noise drawn from ``generator``
+        after the model calls). No tensor is read on the host and nothing is allocated beyond
+        the update's own arithmetic. `LMSDiscreteScheduler` calls `sdelab.solvers.lms.lms_update`
+        likewise. `DPMSolverSDEScheduler` replays `DPMSolver.step` with the model outputs it has
+        (`_replay`; its noise generator is rewound between the two calls). The step to $s = 0$
+        (``final_sigmas_type="zero"``) is the first-order step diffusers takes there: the data
+        prediction $D$ (Tweedie's formula; sdelab's ``denoise=True``)."""
         self._require_grid()
         self._check(model_output, sample)
         check_generator(generator, sample.shape[0])
