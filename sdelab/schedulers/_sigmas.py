@@ -43,7 +43,7 @@ from ..solvers.grid import GridSolver, Step
 from ..solvers.karras import KarrasSolver
 from ._config import ConfigMixin
 from ._outputs import BaseOutput
-from ._random import check_generator
+from ._random import check_generator, randn
 
 __all__ = [
     "SigmaScheduler",
@@ -517,7 +517,12 @@ class SigmaScheduler(ConfigMixin):
             self._open = sample
             return self.solver.stage_input(plan, self._xs, self._slopes)
         self._open = None
-        return self.solver.finish(plan, self._xs, self._slopes, generator)
+        if plan.std == 0.0:
+            return self.solver.finish(plan, self._xs, self._slopes, None)
+        # the fresh noise by diffusers' rules: on the generator's device, one draw per batch
+        # element for a list of generators (sdelab._random.randn), then moved to the sample's
+        z = randn(sample.shape, generator, sample.device, sample.dtype)
+        return self.solver.finish(plan, self._xs, self._slopes, None, noise=z)
 
     def _replay(self, j: int, stage: int, out: Tensor, sample: Tensor, generator) -> Tensor:
         """The scaled sample after call ``stage`` of level ``j``'s step, for solvers without a

@@ -23,7 +23,6 @@ from ..conditioning.repaint import forward_jump, repaint_path
 from ..sde.discrete import DiscreteVPSDE
 from ..solvers._exp import Coeffs, coeffs
 from ..solvers.ddim import ddim_noise_split
-from ..solvers.pc import gaussian_noise
 from ._config import ConfigMixin
 from ._outputs import BaseOutput
 from ._random import Generator, check_generator, randn
@@ -192,13 +191,16 @@ class RePaintScheduler(ConfigMixin):
             raise ValueError(
                 f"timestep + {ratio} must be <= {len(self)} for undo_step, got timestep={t}"
             )
+        check_generator(generator, sample.shape[0])
         for k in range(t, t + ratio):
+            # drawn by diffusers' rules (on the generator's device, then moved)
+            z = randn(sample.shape, generator, sample.device, sample.dtype)
             if k == 0:
                 c0 = self._levels[0]
-                sample = gaussian_noise(sample, generator, c0.sigma).add_(sample, alpha=c0.m)
+                sample = torch.add(z * c0.sigma, sample, alpha=c0.m)
             else:
                 lo, hi = self._levels[k - 1].t, self._levels[k].t
-                sample = forward_jump(self.sde, sample, lo, hi, generator)
+                sample = forward_jump(self.sde, sample, lo, hi, generator, noise=z)
         return sample
 
     def add_noise(self, original_samples: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:

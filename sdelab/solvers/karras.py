@@ -166,11 +166,17 @@ class KarrasSolver(GridSolver):
         return xs + plan.weights[len(slopes) - 1] * slopes[-1]
 
     def finish(
-        self, plan: StepPlan, xs: Tensor, slopes: list[Tensor], generator: torch.Generator | None
+        self,
+        plan: StepPlan,
+        xs: Tensor,
+        slopes: list[Tensor],
+        generator: torch.Generator | None,
+        noise: Tensor | None = None,
     ) -> Tensor:
         r"""$\tilde x$ at the step's end: by default $\tilde x + w_{\mathrm{last}}\,
-        d_{\mathrm{last}}$, then $s_\uparrow z$ where ``plan.std`` > 0."""
-        return _add_noise(xs + plan.weights[-1] * slopes[-1], plan.std, generator)
+        d_{\mathrm{last}}$, then $s_\uparrow z$ where ``plan.std`` > 0, with $z$ drawn from
+        ``generator`` or given as ``noise`` (a standard normal draw shaped like ``xs``)."""
+        return _add_noise(xs + plan.weights[-1] * slopes[-1], plan.std, generator, noise)
 
     def scaled_step(
         self,
@@ -208,8 +214,10 @@ def _midpoint_plan(sde, c: Coeffs, s_to: float) -> tuple[tuple[Coeffs, ...], tup
     return (c, mid), (mid.nsr - c.nsr, s_to - c.nsr)
 
 
-def _add_noise(xs: Tensor, std: float, generator) -> Tensor:
-    return xs if std == 0.0 else xs + gaussian_noise(xs, generator, std)
+def _add_noise(xs: Tensor, std: float, generator, noise: Tensor | None = None) -> Tensor:
+    if std == 0.0:
+        return xs
+    return xs + (gaussian_noise(xs, generator, std) if noise is None else std * noise)
 
 
 @dataclass(frozen=True)
@@ -257,7 +265,7 @@ class Heun(KarrasSolver):
     def stage_input(self, plan, xs, slopes):
         return heun_predict(xs, slopes[0], plan.weights[0])
 
-    def finish(self, plan, xs, slopes, generator):
+    def finish(self, plan, xs, slopes, generator, noise=None):
         return heun_correct(xs, slopes[0], slopes[1], plan.weights[0])
 
 
