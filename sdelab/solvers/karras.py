@@ -217,7 +217,9 @@ def _midpoint_plan(sde, c: Coeffs, s_to: float) -> tuple[tuple[Coeffs, ...], tup
 def _add_noise(xs: Tensor, std: float, generator, noise: Tensor | None = None) -> Tensor:
     if std == 0.0:
         return xs
-    return xs + (gaussian_noise(xs, generator, std) if noise is None else std * noise)
+    if noise is None:
+        return xs + gaussian_noise(xs, generator, std)
+    return torch.add(xs, noise, alpha=std)
 
 
 @dataclass(frozen=True)
