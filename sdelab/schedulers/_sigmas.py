@@ -319,6 +319,8 @@ class SigmaScheduler(ConfigMixin):
         self._cache: dict[float, Coeffs] = {c.t: c for c in self._coeffs}
         self._layout(torch.from_numpy(sigmas), np.asarray(ts), device)
         self._input_levels = self._input_sigmas.tolist()
+        # sqrt(s^2 + 1) of every call, in float32 as diffusers computes it (equal inputs)
+        self._input_div = ((self._input_sigmas**2 + 1) ** 0.5).tolist()
         count = len(self._times) - 1
         self._plans = None
         if isinstance(self.solver, KarrasSolver):  # the solver's floats of every step, once
@@ -370,8 +372,7 @@ class SigmaScheduler(ConfigMixin):
         self._require_grid()
         if self._step_index is None:
             self._init_step_index(timestep)
-        sigma = self._input_sigmas[self._step_index]
-        return sample / ((sigma**2 + 1) ** 0.5)
+        return sample / self._input_div[self._step_index]
 
     def _score(self, out: Tensor, x: Tensor, c: Coeffs) -> Tensor:
         r"""The score at the VP state ``x`` from a model output: $-\hat\epsilon/\sigma$,
