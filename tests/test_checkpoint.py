@@ -52,6 +52,8 @@ def test_round_trip(tmp_path):
 
 
 def test_keeps_two_newest_pairs(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / ".step-00000010.json.abc.tmp").write_bytes(b"half")  # a killed write
     _train(tmp_path, steps=40)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [

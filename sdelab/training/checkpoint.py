@@ -188,6 +188,8 @@ def save(
     for _, old in _pairs(directory)[keep:]:
         for p in (old, _weights_path(old)):
             p.unlink(missing_ok=True)
+    for stale in directory.glob(".step-*.tmp"):  # left by a run killed while writing
+        stale.unlink(missing_ok=True)
     return json_path
 
 
