@@ -193,6 +193,13 @@ def save(
     return json_path
 
 
+def remove_all(directory: str | os.PathLike) -> None:
+    """Delete every checkpoint pair in ``directory`` (for a run that starts over there)."""
+    for _, json_path in _pairs(Path(directory)):
+        json_path.unlink(missing_ok=True)
+        _weights_path(json_path).unlink(missing_ok=True)
+
+
 def _read_pair(json_path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """Read and verify one pair; raises `CheckpointError` naming the bad file and why."""
     from safetensors.torch import load as st_load
