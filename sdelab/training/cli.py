@@ -61,7 +61,10 @@ def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of weights and batches (default 0)")
     p.add_argument("--net", choices=("mlp", "unet"), help="network (default: unet for images)")
     p.add_argument(
-        "--hidden", type=int, default=256, help="MLP width (default 256) / UNet base / 8"
+        "--hidden",
+        type=int,
+        default=256,
+        help="MLP width (default 256); a UNet gets hidden / 8 base channels (32)",
     )
     p.add_argument(
         "--checkpoint-every", type=int, default=500, help="steps between checkpoints (500)"
