@@ -86,7 +86,7 @@ def test_sample_writes_npy_and_png(digits_checkpoint, tmp_path, capsys):
 
 def test_likelihood_prints_bits_per_dim(digits_checkpoint, capsys):
     args = ["likelihood", "--checkpoint", str(digits_checkpoint), "--data", "digits", "--n", "3",
-            "--rtol", "1e-2"]  # fmt: skip
+            "--rtol", "1e-2", "--no-progress"]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
     nats = float(re.search(r"log-likelihood: (\S+) nats", out).group(1))
