@@ -52,6 +52,8 @@ def test_round_trip(tmp_path):
 
 
 def test_keeps_two_newest_pairs(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / ".step-00000010.json.abc.tmp").write_bytes(b"half")  # a killed write
     _train(tmp_path, steps=40)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [
@@ -141,6 +143,10 @@ def test_resume_no_step_lost_or_repeated(tmp_path):
     # resume=False starts over from the given weights
     again = _train(tmp_path, steps=25, resume=False)
     assert again.losses == full.losses
+    short = _train(tmp_path, steps=10, resume=False)  # fewer steps than the old run's 25
+    assert short.checkpoint.name == "step-00000010.json"
+    assert ckpt.read_config(tmp_path)["step"] == 10
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["step-00000010.json"]
 
 
 def test_resume_mismatch_names_both(tmp_path):

@@ -184,3 +184,24 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     _, score = load_checkpoint(tmp_path)
     x = torch.randn(4, 2)
     assert torch.isfinite(score(x, 0.5)).all()
+
+
+def test_no_host_read_per_step():
+    """The loop reads the device only once per chunk of 50 losses (plus checks at the start):
+    110 steps read it at most a few more times than 10 steps, not 100 more."""
+    from test_host_sync import count_host_reads
+
+    counts = []
+    for steps in (10, 110):
+        net = _net()
+        with count_host_reads() as stats:
+            train(SDE, net, DATA, steps=steps, batch_size=16, progress=False)
+        counts.append(stats["reads"])
+    assert counts[1] - counts[0] <= 3 * 2, counts
+
+
+def test_progress_bar_shows_the_running_loss(capsys):
+    res = train(SDE, _net(), DATA, steps=60, batch_size=16, progress=True)
+    err = capsys.readouterr().err
+    assert "60/60" in err and "loss=" in err
+    assert len(res.losses) == 60

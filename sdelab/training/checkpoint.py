@@ -188,7 +188,16 @@ def save(
     for _, old in _pairs(directory)[keep:]:
         for p in (old, _weights_path(old)):
             p.unlink(missing_ok=True)
+    for stale in directory.glob(".step-*.tmp"):  # left by a run killed while writing
+        stale.unlink(missing_ok=True)
     return json_path
+
+
+def remove_all(directory: str | os.PathLike) -> None:
+    """Delete every checkpoint pair in ``directory`` (for a run that starts over there)."""
+    for _, json_path in _pairs(Path(directory)):
+        json_path.unlink(missing_ok=True)
+        _weights_path(json_path).unlink(missing_ok=True)
 
 
 def _read_pair(json_path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:

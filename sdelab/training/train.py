@@ -176,7 +176,8 @@ def train(
         parametrization: what the network predicts (see `to_score`).
         out: a checkpoint directory, or ``None`` for none.
         resume: continue from the newest checkpoint in ``out`` (it must hold the same SDE and
-            network), else start over (older checkpoints there are replaced as it goes).
+            network), else start over (the checkpoints there are deleted when this run
+            writes its first one).
         seed: the seed of the run's generator.
         device: where to train (default: the device of ``model``'s parameters).
         progress: show a tqdm bar with the running loss.
@@ -304,7 +305,12 @@ def train(
             losses_all = tensors["losses"].to(torch.float32)
             last_ckpt = out_dir / f"step-{start:08d}.json"
 
+    fresh = [out_dir is not None and not resume]
+
     def save(step: int, losses: Tensor) -> Path:
+        if fresh[0]:  # resume=False: the first checkpoint of this run replaces the old ones
+            ckpt.remove_all(out_dir)
+            fresh[0] = False
         meta = {**config, "step": step, "rng_state": ckpt.encode_rng(gen.get_state())}
         return ckpt.save(out_dir, meta, _state_tensors(model, ema_model, opt, losses))
 
