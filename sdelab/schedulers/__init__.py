@@ -6,6 +6,7 @@ Nothing here imports diffusers (or PIL, until PIL images are asked for).
 from ._config import FrozenConfig
 from ._outputs import ImagePipelineOutput, SchedulerOutput, SdeVeOutput
 from .adapter import score_from_diffusers_model
+from .ddim import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler
 from .pipelines import ScoreSdeVePipeline, ScoreSdeVpPipeline
 from .sigma import (
     DPMSolverSDEScheduler,
@@ -20,6 +21,9 @@ from .ve import ScoreSdeVeScheduler
 from .vp import ScoreSdeVpScheduler
 
 __all__ = [
+    "DDIMInverseScheduler",
+    "DDIMScheduler",
+    "DDPMScheduler",
     "DPMSolverSDEScheduler",
     "EulerAncestralDiscreteScheduler",
     "EulerDiscreteScheduler",
