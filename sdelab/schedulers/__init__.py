@@ -7,6 +7,7 @@ from ._config import FrozenConfig
 from ._outputs import ImagePipelineOutput, SchedulerOutput, SdeVeOutput
 from .adapter import score_from_diffusers_model
 from .ddim import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler
+from .dpm import DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler
 from .pipelines import ScoreSdeVePipeline, ScoreSdeVpPipeline
 from .sigma import (
     DPMSolverSDEScheduler,
@@ -24,7 +25,9 @@ __all__ = [
     "DDIMInverseScheduler",
     "DDIMScheduler",
     "DDPMScheduler",
+    "DPMSolverMultistepScheduler",
     "DPMSolverSDEScheduler",
+    "DPMSolverSinglestepScheduler",
     "EulerAncestralDiscreteScheduler",
     "EulerDiscreteScheduler",
     "FrozenConfig",

@@ -416,11 +416,14 @@ class AlphaBarScheduler(ConfigMixin):
         x_next, self._state = solver.step(self.sde, score, sample, step, self._state, generator)
         return x_next
 
-    def _advance_staged(self, k: int, out: Tensor, sample: Tensor, generator) -> Tensor:
+    def _advance_staged(
+        self, k: int, out: Tensor, sample: Tensor, generator, step: Step | None = None
+    ) -> Tensor:
         """Several diffusers calls per solver step (PNDM's Runge-Kutta warm-up): each call
         reruns the step with the outputs so far until the solver asks for the next one
         (`_Probe`: that request's input is the sample the call returns)."""
-        step = self._calls[k][2]
+        if step is None:
+            step = self._calls[k][2]
         if self._stage_of[k] == 0:
             self._pending = [out]
             self._pending_shape = tuple(sample.shape)
