@@ -18,6 +18,7 @@ from .sigma import (
     KDPM2DiscreteScheduler,
     LMSDiscreteScheduler,
 )
+from .unipc_deis import DEISMultistepScheduler, UniPCMultistepScheduler
 from .ve import ScoreSdeVeScheduler
 from .vp import ScoreSdeVpScheduler
 
@@ -25,6 +26,7 @@ __all__ = [
     "DDIMInverseScheduler",
     "DDIMScheduler",
     "DDPMScheduler",
+    "DEISMultistepScheduler",
     "DPMSolverMultistepScheduler",
     "DPMSolverSDEScheduler",
     "DPMSolverSinglestepScheduler",
@@ -42,5 +44,6 @@ __all__ = [
     "ScoreSdeVpPipeline",
     "ScoreSdeVpScheduler",
     "SdeVeOutput",
+    "UniPCMultistepScheduler",
     "score_from_diffusers_model",
 ]
