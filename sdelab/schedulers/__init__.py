@@ -9,6 +9,7 @@ from .adapter import score_from_diffusers_model
 from .ddim import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler
 from .dpm import DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler
 from .pipelines import ScoreSdeVePipeline, ScoreSdeVpPipeline
+from .pndm import PNDMScheduler
 from .sigma import (
     DPMSolverSDEScheduler,
     EulerAncestralDiscreteScheduler,
@@ -38,6 +39,7 @@ __all__ = [
     "KDPM2AncestralDiscreteScheduler",
     "KDPM2DiscreteScheduler",
     "LMSDiscreteScheduler",
+    "PNDMScheduler",
     "SchedulerOutput",
     "ScoreSdeVePipeline",
     "ScoreSdeVeScheduler",
