@@ -210,6 +210,7 @@ class DDIMInverseScheduler(_DDIMBase):
         self._register_config(**{k: v for k, v in locals().items() if k != "self"})
         self._setup()
         self._solvers: dict[float, DDIM] = {}
+        self.timesteps = torch.arange(0, num_train_timesteps)  # increasing, as diffusers
         self.initial_alpha_cumprod = (
             torch.tensor(1.0) if set_alpha_to_one else self.alphas_cumprod[0].clone()
         )

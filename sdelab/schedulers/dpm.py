@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import _short
 from ..solvers.dpm_solver import DPMSolver
 from ._discrete import AlphaBarScheduler, alpha_bar_timesteps
 from ._sigmas import inference_sigmas, training_sigmas
@@ -48,6 +50,45 @@ class _SigmaGrid(AlphaBarScheduler):
     _extra_point = 1
     _round_karras = False  # DPMSolverSinglestep: Karras timesteps rounded on every schedule
     _repeat_last = False  # DEIS / UniPC: a ramp's last level repeated as the final sigma
+
+    def _setup(self) -> None:
+        super()._setup()
+        n_train = self._config["num_train_timesteps"]
+        # before set_timesteps, as diffusers: the training table and the float32 steps
+        self.sigmas = torch.from_numpy(training_sigmas(self.alphas_cumprod).copy())
+        self.timesteps = torch.from_numpy(
+            np.linspace(0, n_train - 1, n_train, dtype=np.float32)[::-1].copy()
+        )
+
+    def add_noise(
+        self, original_samples: Tensor, noise: Tensor, timesteps: Tensor | Sequence[int]
+    ) -> Tensor:
+        r"""The forward process at the levels $s$ of ``timesteps`` in the current schedule (as
+        diffusers: ``begin_index`` / the current step where a pipeline set them):
+        $x = m\,x_0 + \sigma\,\epsilon$, $m = (1 + s^2)^{-1/2}$, $\sigma = s\,m$. A timestep
+        not in ``timesteps`` raises (diffusers takes the last level)."""
+        if not isinstance(noise, Tensor) or noise.shape != original_samples.shape:
+            raise ValueError(
+                f"noise must be a tensor shaped like original_samples "
+                f"{tuple(original_samples.shape)}, got {_short(noise)}"
+            )
+        device = original_samples.device
+        sigmas = self.sigmas.to(device=device, dtype=original_samples.dtype)
+        schedule = self.timesteps.to(device)
+        timesteps = torch.as_tensor(timesteps).to(device).reshape(-1)
+        if self._begin_index is None:
+            idx = []
+            for t in timesteps:
+                hits = (schedule == t).nonzero()
+                if len(hits) == 0:
+                    raise ValueError(f"timesteps must be in scheduler.timesteps, got {_short(t)}")
+                idx.append(int(hits[1 if len(hits) > 1 else 0]))
+        else:
+            first = self._counter if self._counter is not None else self._begin_index
+            idx = [first] * timesteps.shape[0]
+        s = sigmas[idx].reshape(-1, *([1] * (original_samples.ndim - 1)))
+        m = 1.0 / (s**2 + 1) ** 0.5
+        return m * original_samples + (s * m) * noise
 
     def _levels(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         cfg = self._config
@@ -295,12 +336,13 @@ class DPMSolverSinglestepScheduler(_SigmaGrid):
 
     def _plan(self, n: int):
         cfg = self._config
-        if not cfg["lower_order_final"] and (
-            n % cfg["solver_order"] != 0 or cfg["final_sigmas_type"] == "zero"
-        ):
+        if not cfg["lower_order_final"] and cfg["final_sigmas_type"] == "zero":
+            cfg["lower_order_final"] = True  # as diffusers (its logger says so on every call)
+        if not cfg["lower_order_final"] and n % cfg["solver_order"] != 0:
             warnings.warn(
-                f"{type(self).__name__}: lower_order_final is set to True (as diffusers does for "
-                "a number of steps not divisible by solver_order or final_sigmas_type='zero')",
+                f"{type(self).__name__}: lower_order_final is set to True, as diffusers does, "
+                f"for num_inference_steps={n} not divisible by solver_order="
+                f"{cfg['solver_order']}",
                 UserWarning,
                 stacklevel=3,
             )

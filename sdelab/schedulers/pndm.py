@@ -68,6 +68,7 @@ class PNDMScheduler(AlphaBarScheduler):
         self._setup()
         self.solver = PNDM(skip_prk=bool(skip_prk_steps))
         self.final_alpha_cumprod = self.alphas_cumprod[0].clone()
+        self.timesteps = None  # as diffusers, until set_timesteps
 
     def _plan(self, n: int):
         cfg = self._config
