@@ -307,19 +307,25 @@ class AlphaBarScheduler(ConfigMixin):
         r"""The data prediction $D$ of a model output at the VP state ``x``: $(x - \sigma
         \hat\epsilon)/m$, $m x - \sigma v$ or the output itself, then clipped to
         ``clip_sample_range`` or dynamically thresholded where configured."""
+        return self._clip_data(self._raw_data(out, x, c))
+
+    def _raw_data(self, out: Tensor, x: Tensor, c: Coeffs) -> Tensor:
+        """$D$ before clipping / thresholding."""
         kind = self._config["prediction_type"]
         if kind == "epsilon":
-            d = torch.add(x, out, alpha=-c.sigma).div_(c.m)
-        elif kind == "v_prediction":
-            d = torch.add(c.m * x, out, alpha=-c.sigma)
-        else:
-            d = out
+            return torch.add(x, out, alpha=-c.sigma).div_(c.m)
+        if kind == "v_prediction":
+            return torch.add(c.m * x, out, alpha=-c.sigma)
+        return out
+
+    def _clip_data(self, d: Tensor) -> Tensor:
+        """``thresholding`` or ``clip_sample`` applied to $D$ (the identity without them)."""
         cfg = self._config
         if cfg.get("thresholding"):
-            d = threshold(d, cfg["dynamic_thresholding_ratio"], cfg["sample_max_value"])
-        elif cfg.get("clip_sample"):
+            return threshold(d, cfg["dynamic_thresholding_ratio"], cfg["sample_max_value"])
+        if cfg.get("clip_sample"):
             r = cfg["clip_sample_range"]
-            d = d.clamp(-r, r)
+            return d.clamp(-r, r)
         return d
 
     def _score(self, out: Tensor, x: Tensor, c: Coeffs) -> Tensor:
@@ -331,7 +337,7 @@ class AlphaBarScheduler(ConfigMixin):
                 return out * (-1.0 / c.sigma)
             if kind == "v_prediction":
                 return torch.add(x, out, alpha=c.m / c.sigma).neg_()
-        d = self._data(out, x, c)
+        d = self._d = self._data(out, x, c)  # kept for pred_original_sample
         return torch.add(x, d, alpha=-c.m).div_(-c.sigma * c.sigma)
 
     # --- step ---------------------------------------------------------------------------

@@ -68,24 +68,16 @@ class _DDIMBase(AlphaBarScheduler):
             score = _ModelOutputs(self, [out])
             x = sample
         else:
-            d = self._data(out, sample, c)
+            raw = self._raw_data(out, sample, c)
+            d = self._clip_data(raw)
             score = _FixedData(d, c)
             x = sample
             if not clipped_output:
-                raw = self._raw_data(out, sample, c)
                 x = torch.add(sample, d - raw, alpha=c.m)
         if n is None:  # to alpha-bar 1: Tweedie's D (DDIM's variance is 0 there)
             return data_prediction(score, x, c), d
         x_next, _ = self._ddim(eta).step(self.sde, score, x, step, None, generator)
         return x_next, d
-
-    def _raw_data(self, out: Tensor, x: Tensor, c: Coeffs) -> Tensor:
-        kind = self._config["prediction_type"]
-        if kind == "epsilon":
-            return torch.add(x, out, alpha=-c.sigma).div_(c.m)
-        if kind == "v_prediction":
-            return torch.add(c.m * x, out, alpha=-c.sigma)
-        return out
 
 
 class DDIMScheduler(_DDIMBase):
