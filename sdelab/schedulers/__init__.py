@@ -5,6 +5,7 @@ Nothing here imports diffusers (or PIL, until PIL images are asked for).
 
 from ._config import FrozenConfig
 from ._outputs import ImagePipelineOutput, SchedulerOutput, SdeVeOutput
+from ._discrete import DDIMSchedulerOutput
 from .adapter import score_from_diffusers_model
 from .ddim import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler
 from .dpm import DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler
@@ -26,6 +27,7 @@ from .vp import ScoreSdeVpScheduler
 __all__ = [
     "DDIMInverseScheduler",
     "DDIMScheduler",
+    "DDIMSchedulerOutput",
     "DDPMScheduler",
     "DEISMultistepScheduler",
     "DPMSolverMultistepScheduler",

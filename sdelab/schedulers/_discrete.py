@@ -33,24 +33,13 @@ from ..sde.discrete import DiscreteVPSDE
 from ..solvers._exp import Coeffs, coeffs, data_prediction
 from ..solvers.grid import GridSolver, Step
 from ._config import ConfigMixin
-from ._outputs import BaseOutput
+from ._outputs import BaseOutput, SchedulerOutput
 from ._random import check_generator
 from ._sigmas import _ModelOutputs, _Probe
 
-__all__ = ["AlphaBarScheduler", "DDIMSchedulerOutput", "SchedulerOutput", "alpha_bar_timesteps"]
+__all__ = ["AlphaBarScheduler", "DDIMSchedulerOutput", "alpha_bar_timesteps"]
 
 _SPACINGS = ("linspace", "leading", "trailing")
-
-
-@dataclass
-class SchedulerOutput(BaseOutput):
-    """What the multistep schedulers' ``step`` returns (diffusers' ``SchedulerOutput``).
-
-    Attributes:
-        prev_sample: the sample at the next level.
-    """
-
-    prev_sample: Tensor
 
 
 @dataclass
