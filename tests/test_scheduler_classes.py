@@ -128,6 +128,18 @@ ROWS = [
         ]
     ],
     *[
+        ("DPMSolverMultistepInverseScheduler", o, {})
+        for o in [
+            {},
+            {"solver_order": 1},
+            {"solver_type": "heun", "lower_order_final": False},
+            {"algorithm_type": "dpmsolver"},
+            {"euler_at_final": True},
+            *SPACE,
+            {"prediction_type": "v_prediction"},
+        ]
+    ],
+    *[
         ("DPMSolverSinglestepScheduler", o, {})
         for o in [
             {},
@@ -409,6 +421,14 @@ def test_class_attributes_as_diffusers():
         (lambda: S.PNDMScheduler().set_timesteps(3), "at least 4"),
         (lambda: S.DDIMScheduler().set_timesteps(1001), "at most num_train_timesteps=1000"),
         (lambda: S.DDIMInverseScheduler(timestep_spacing="linspace"), "timestep_spacing"),
+        (
+            lambda: S.DPMSolverMultistepInverseScheduler(use_karras_sigmas=True),
+            "use_karras_sigmas.*True",
+        ),
+        (
+            lambda: S.DPMSolverMultistepInverseScheduler(algorithm_type="sde-dpmsolver++"),
+            "algorithm_type.*sde-dpmsolver",
+        ),
     ],
 )
 def test_unsupported_options_raise(make, match):

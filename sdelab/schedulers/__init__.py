@@ -4,11 +4,15 @@ Nothing here imports diffusers (or PIL, until PIL images are asked for).
 """
 
 from ._config import FrozenConfig
-from ._outputs import ImagePipelineOutput, SchedulerOutput, SdeVeOutput
 from ._discrete import DDIMSchedulerOutput
+from ._outputs import ImagePipelineOutput, SchedulerOutput, SdeVeOutput
 from .adapter import score_from_diffusers_model
 from .ddim import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler
-from .dpm import DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler
+from .dpm import (
+    DPMSolverMultistepInverseScheduler,
+    DPMSolverMultistepScheduler,
+    DPMSolverSinglestepScheduler,
+)
 from .pipelines import ScoreSdeVePipeline, ScoreSdeVpPipeline
 from .pndm import PNDMScheduler
 from .sigma import (
@@ -30,6 +34,7 @@ __all__ = [
     "DDIMSchedulerOutput",
     "DDPMScheduler",
     "DEISMultistepScheduler",
+    "DPMSolverMultistepInverseScheduler",
     "DPMSolverMultistepScheduler",
     "DPMSolverSDEScheduler",
     "DPMSolverSinglestepScheduler",

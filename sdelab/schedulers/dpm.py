@@ -29,7 +29,11 @@ from ._discrete import AlphaBarScheduler, alpha_bar_timesteps
 from ._sigmas import inference_sigmas, training_sigmas
 from .sigma import KARRAS_COMPATIBLES
 
-__all__ = ["DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler"]
+__all__ = [
+    "DPMSolverMultistepInverseScheduler",
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+]
 
 _ALGORITHMS = {"dpmsolver++": ("data", False), "dpmsolver": ("noise", False)}
 _ALGORITHMS["sde-dpmsolver++"] = ("data", True)
@@ -204,7 +208,7 @@ class DPMSolverMultistepScheduler(_SigmaGrid):
 
     def _build_solvers(self) -> None:
         cfg = self._config
-        if cfg["algorithm_type"] == "dpmsolver" and cfg["final_sigmas_type"] == "zero":
+        if cfg["algorithm_type"] == "dpmsolver" and cfg.get("final_sigmas_type") == "zero":
             raise ValueError(
                 "final_sigmas_type='zero' is not supported with algorithm_type='dpmsolver' (as "
                 "diffusers); use final_sigmas_type='sigma_min'"
@@ -217,7 +221,7 @@ class DPMSolverMultistepScheduler(_SigmaGrid):
                 f"{type(self).__name__} (the 2M SDE), got 3"
             )
         self.stochastic = stochastic
-        lof = bool(cfg["lower_order_final"]) and cfg["final_sigmas_type"] == "sigma_min"
+        lof = bool(cfg["lower_order_final"]) and cfg.get("final_sigmas_type") != "zero"
         self.solver = DPMSolver(order, True, predict, stochastic, cfg["solver_type"], lof)
         self._first_order = DPMSolver(1, True, predict, stochastic, cfg["solver_type"], lof)
 
@@ -242,6 +246,88 @@ class DPMSolverMultistepScheduler(_SigmaGrid):
                 "generator)"
             )
         return self._step(model_output, timestep, sample, generator, return_dict)
+
+
+class DPMSolverMultistepInverseScheduler(DPMSolverMultistepScheduler):
+    r"""DPM-Solver inversion: `sdelab.DPMSolver` (multistep) run *upwards* on
+    `sdelab.DiscreteVPSDE`, from the least noisy listed level to
+    $s_{\max} = s_{N-1}$, the same update as `DPMSolverMultistepScheduler` with $h < 0$
+    (``sdelab.invert``). Refused besides the forward class's: the sigma ramps and
+    ``sde-dpmsolver++`` (an SDE has no deterministic inverse)."""
+
+    _compatibles = KARRAS_COMPATIBLES
+    _allowed: ClassVar[dict[str, tuple]] = {
+        "algorithm_type": ("dpmsolver++", "dpmsolver"),
+        "solver_type": ("midpoint", "heun"),
+        "solver_order": (1, 2, 3),
+        "use_karras_sigmas": (False,),
+        "use_exponential_sigmas": (False,),
+        "use_beta_sigmas": (False,),
+    }
+
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        trained_betas: Any = None,
+        solver_order: int = 2,
+        prediction_type: str = "epsilon",
+        thresholding: bool = False,
+        dynamic_thresholding_ratio: float = 0.995,
+        sample_max_value: float = 1.0,
+        algorithm_type: str = "dpmsolver++",
+        solver_type: str = "midpoint",
+        lower_order_final: bool = True,
+        euler_at_final: bool = False,
+        use_karras_sigmas: bool = False,
+        use_exponential_sigmas: bool = False,
+        use_beta_sigmas: bool = False,
+        use_flow_sigmas: bool = False,
+        flow_shift: float = 1.0,
+        lambda_min_clipped: float = -float("inf"),
+        variance_type: str | None = None,
+        timestep_spacing: str = "linspace",
+        steps_offset: int = 0,
+    ) -> None:
+        cfg = {k: v for k, v in locals().items() if k != "self"}
+        _dpm_config(cfg)
+        self._register_config(**cfg)
+        self._setup()
+        self._build_solvers()
+        self.timesteps = self.timesteps.flip(0)  # increasing before set_timesteps, as diffusers
+
+    def _levels(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self._config
+        n_train = cfg["num_train_timesteps"]
+        top = n_train - 1
+        spacing = cfg["timestep_spacing"]
+        if spacing == "linspace":
+            ts = np.linspace(0, top, n + 1).round()[:-1].copy().astype(np.int64)
+        elif spacing == "leading":
+            ratio = (top + 1) // (n + 1)
+            ts = (np.arange(0, n + 1) * ratio).round()[:-1].copy().astype(np.int64)
+            ts += cfg["steps_offset"]
+        else:
+            ratio = n_train / n
+            ts = np.arange(top + 1, 0, -ratio).round()[::-1].copy().astype(np.int64) - 1
+        table = training_sigmas(self.alphas_cumprod)
+        sigmas = np.interp(ts, np.arange(0, len(table)), table)
+        self.sigmas = torch.from_numpy(np.concatenate([sigmas, [table[top]]]).astype(np.float32))
+        _, first = np.unique(ts, return_index=True)
+        keep = np.sort(first)
+        if len(keep) != len(ts):
+            raise ValueError(
+                f"num_inference_steps={n} repeats training steps on this grid; use fewer steps"
+            )
+        return ts, self.sigmas.numpy()
+
+    def _advance(self, k, out, sample, generator):
+        c, n, _ = self._calls[k]
+        if n is not None and n.t == c.t:  # "trailing" ends at s_max: a step of length 0
+            return sample.clone()
+        return super()._advance(k, out, sample, generator)
 
 
 class DPMSolverSinglestepScheduler(_SigmaGrid):
