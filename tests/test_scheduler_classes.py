@@ -193,6 +193,7 @@ ROWS = [
             {**SCALED, "skip_prk_steps": True},
         ]
     ],
+    ("IPNDMScheduler", {}, {}),
 ]
 
 
@@ -281,7 +282,7 @@ def test_unipc_final_zero_step_is_finite_where_diffusers_is_nan():
 
 
 # --- configs ------------------------------------------------------------------------------
-NAMES = sorted({name for name, _, _ in ROWS})
+NAMES = sorted({name for name, _, _ in ROWS} - {"IPNDMScheduler"})  # IPNDM: its own tests
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -513,3 +514,36 @@ def test_begin_index_starts_mid_grid():
         out[type(s).__module__.startswith("sdelab")] = y
     assert rel(out[True], out[False]) <= 80 * EPS32
     assert not math.isnan(rel(out[True], out[False]))
+
+
+# --- IPNDMScheduler: diffusers' own VP levels, a v-prediction model ----------------------------
+def test_ipndm_trained_betas_and_configs_across(tmp_path):
+    levels = [float(v) for v in torch.linspace(0.999, 0.0, 11) ** 2]
+    ours, theirs = (
+        S.IPNDMScheduler(trained_betas=levels),
+        diffusers.IPNDMScheduler(trained_betas=levels),
+    )
+    ref, _ = run_loop(theirs, 10)
+    got, _ = run_loop(ours, 10)
+    assert torch.equal(ours.timesteps, theirs.timesteps)
+    assert rel(got, ref) <= 80 * EPS32
+    ours.save_pretrained(tmp_path)
+    back = diffusers.IPNDMScheduler.from_pretrained(tmp_path)
+    assert dict(back.config)["trained_betas"] == levels
+    assert dict(S.IPNDMScheduler.from_pretrained(tmp_path).config) == dict(ours.config)
+
+
+def test_ipndm_bad_calls_raise():
+    s = S.IPNDMScheduler()
+    x = torch.zeros(SHAPE)
+    s.set_timesteps(5)
+    with pytest.raises(ValueError, match=r"timestep must be one of scheduler.timesteps.*0\.123"):
+        s.step(x, 0.123, x)
+    with pytest.raises(ValueError, match="model_output must be a tensor shaped like sample"):
+        s.step(torch.zeros(2), s.timesteps[0], x)
+    with pytest.raises(ValueError, match=r"trained_betas must hold num_inference_steps \+ 1 = 6"):
+        S.IPNDMScheduler(trained_betas=[0.5, 0.1]).set_timesteps(5)
+    for t in s.timesteps:
+        x = s.step(torch.zeros(SHAPE), t, x).prev_sample
+    with pytest.raises(ValueError, match="step was called 6 times"):
+        s.step(x, s.timesteps[-1], x)

@@ -14,7 +14,7 @@ from .dpm import (
     DPMSolverSinglestepScheduler,
 )
 from .pipelines import ScoreSdeVePipeline, ScoreSdeVpPipeline
-from .pndm import PNDMScheduler
+from .pndm import IPNDMScheduler, PNDMScheduler
 from .sigma import (
     DPMSolverSDEScheduler,
     EulerAncestralDiscreteScheduler,
@@ -42,6 +42,7 @@ __all__ = [
     "EulerDiscreteScheduler",
     "FrozenConfig",
     "HeunDiscreteScheduler",
+    "IPNDMScheduler",
     "ImagePipelineOutput",
     "KDPM2AncestralDiscreteScheduler",
     "KDPM2DiscreteScheduler",

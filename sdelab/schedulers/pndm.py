@@ -4,22 +4,28 @@ r"""diffusers' PNDM scheduler as a thin adapter over `sdelab.PNDM` on
 | class | sdelab solver |
 |---|---|
 | `PNDMScheduler` | `sdelab.PNDM` (PRK warm-up, or ``skip_prk_steps``: the Heun warm-up; then PLMS) |
+| `IPNDMScheduler` | `sdelab.IPNDM`'s step on diffusers' own VP levels |
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import _short, check_int
+from ..solvers._exp import Coeffs
 from ..solvers.grid import Step
-from ..solvers.pndm import PNDM
+from ..solvers.pndm import IPNDM, PNDM
+from ._config import ConfigMixin
 from ._discrete import AlphaBarScheduler
+from ._outputs import SchedulerOutput
 from .sigma import KARRAS_COMPATIBLES
 
-__all__ = ["PNDMScheduler"]
+__all__ = ["IPNDMScheduler", "PNDMScheduler"]
 
 
 class PNDMScheduler(AlphaBarScheduler):
@@ -123,3 +129,146 @@ class PNDMScheduler(AlphaBarScheduler):
     ):
         """One PRK stage or PLMS step (see the class docs)."""
         return self._step(model_output, timestep, sample, None, return_dict)
+
+
+class _VFromLevels:
+    r"""The score of a v-prediction at a level $(m, \sigma)$: $\hat\epsilon = \sigma x + m v$,
+    $\nabla\log p = -\hat\epsilon/\sigma$ (one call)."""
+
+    __slots__ = ("c", "v")
+
+    def __init__(self, v: Tensor, c: Coeffs) -> None:
+        self.v, self.c = v, c
+
+    def __call__(self, x: Tensor, t: float) -> Tensor:
+        c = self.c
+        return torch.add(x, self.v, alpha=c.m / c.sigma).neg_()
+
+
+class IPNDMScheduler(ConfigMixin):
+    r"""Improved PNDM (Zhang & Chen 2023) as diffusers' ``IPNDMScheduler``: `sdelab.IPNDM`'s
+    step (Adams-Bashforth of order $\min(k + 1, 4)$ on the noise predictions, then the DDIM
+    transfer) on diffusers' own VP levels, not on a training table:
+
+    $$ \sigma_k = \sin^2\!\big(\tfrac\pi2 u_k\big),\ u_k = 1 - k/n \ (\text{or ``trained\_betas``}),
+       \qquad m_k = \sqrt{1 - \sigma_k^2}, \qquad
+       x_{k+1} = \frac{m_{k+1}}{m_k}x_k + \Big(\sigma_{k+1} - \frac{m_{k+1}\sigma_k}{m_k}\Big)e_k, $$
+
+    with the model a v-prediction at the angle ``timestep`` $= \tfrac2\pi\operatorname{atan2}
+    (\sigma_k, m_k)$, so $\hat\epsilon_k = \sigma_k x + m_k v$. The levels run from $\sigma = 1$
+    ($m = 0$, no finite log-SNR) to $\sigma = 0$, so they are `sdelab.solvers._exp.Coeffs`
+    taken from the table (no SDE time); the first step from $m = 0$, where $\hat\epsilon = x$
+    exactly, is the transfer's limit $x_1 = \sigma_1 x$ (diffusers clamps $m$ to $10^{-8}$ and
+    gets the same)."""
+
+    order = 1
+    init_noise_sigma = 1.0
+    pndm_order = 4
+    _compatibles: ClassVar[list[str]] = []
+
+    def __init__(self, num_train_timesteps: int = 1000, trained_betas: Any = None) -> None:
+        self._register_config(num_train_timesteps=num_train_timesteps, trained_betas=trained_betas)
+        self.solver = IPNDM(order=4)
+        self._build(num_train_timesteps, None, check=False)
+        self.num_inference_steps = None  # as diffusers: set_timesteps not yet called by the user
+        self._levels_set = False
+
+    def set_timesteps(
+        self, num_inference_steps: int | None = None, device: str | torch.device | None = None
+    ) -> None:
+        """diffusers' levels for ``num_inference_steps`` steps (equal ``timesteps``)."""
+        self._build(check_int("num_inference_steps", num_inference_steps), device, check=True)
+
+    def _build(self, n: int, device: str | torch.device | None, check: bool) -> None:
+        self.num_inference_steps = n
+        steps = torch.linspace(1, 0, n + 1)[:-1]
+        steps = torch.cat([steps, torch.tensor([0.0])])
+        trained = self._config["trained_betas"]
+        if trained is not None:
+            self.betas = torch.tensor(trained, dtype=torch.float32)
+            if check and (self.betas.ndim != 1 or self.betas.numel() != n + 1):
+                raise ValueError(
+                    f"trained_betas must hold num_inference_steps + 1 = {n + 1} levels, got "
+                    f"shape {tuple(self.betas.shape)}"
+                )
+        else:
+            self.betas = torch.sin(steps * math.pi / 2) ** 2
+        self.alphas = (1.0 - self.betas**2) ** 0.5
+        self.timesteps = (torch.atan2(self.betas, self.alphas) / math.pi * 2)[:-1].to(device)
+        sig, m = self.betas.tolist(), self.alphas.tolist()
+        self._coeffs = [
+            Coeffs(float(k), mk, sk, math.log(mk / sk) if mk > 0 and sk > 0 else math.nan)
+            for k, (mk, sk) in enumerate(zip(m, sig, strict=True))
+        ]
+        self._values = [float(v) for v in self.timesteps.tolist()]
+        self._history: tuple[Tensor, ...] = ()
+        self._step_index: int | None = None
+        self._begin_index: int | None = None
+        self._levels_set = True
+
+    @property
+    def step_index(self) -> int | None:
+        """The number of ``step`` calls since `set_timesteps` (``None`` before the first)."""
+        return self._step_index
+
+    @property
+    def begin_index(self) -> int | None:
+        """The first index, when a pipeline set it with `set_begin_index`."""
+        return self._begin_index
+
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        """Start at ``timesteps[begin_index]``."""
+        self._begin_index = check_int("begin_index", begin_index, minimum=0)
+
+    def scale_model_input(self, sample: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        """The identity (the model sees the VP state)."""
+        return sample
+
+    def __len__(self) -> int:
+        return self._config["num_train_timesteps"]
+
+    def step(
+        self,
+        model_output: Tensor,
+        timestep: float | Tensor,
+        sample: Tensor,
+        return_dict: bool = True,
+    ):
+        """One IPNDM step (see the class docs) on the v-prediction ``model_output``."""
+        if not self._levels_set:
+            raise RuntimeError("IPNDMScheduler: call set_timesteps(num_inference_steps) first")
+        AlphaBarScheduler._check(self, model_output, sample)  # type: ignore[arg-type]
+        k = self._step_index
+        if k is None:
+            if self._begin_index is not None:
+                k = self._begin_index
+            else:
+                v = float(timestep) if not isinstance(timestep, Tensor) else None
+                if v is None and timestep.device.type == "cpu":
+                    v = float(timestep)
+                if v is None:
+                    v = float(timestep.cpu())
+                if v not in self._values:
+                    raise ValueError(
+                        f"timestep must be one of scheduler.timesteps {self._values}, got "
+                        f"{_short(timestep)}"
+                    )
+                k = self._values.index(v)
+        if k >= len(self._values):
+            raise ValueError(
+                f"step was called {k + 1} times after set_timesteps({self.num_inference_steps}); "
+                f"the grid has {len(self._values)} calls"
+            )
+        c, nx = self._coeffs[k], self._coeffs[k + 1]
+        if c.m == 0.0:  # sigma = 1: the noise prediction is x itself; the transfer's limit
+            eps = sample * c.sigma
+            self._history = (*self._history, eps)[-4:]
+            prev = eps * nx.sigma
+        else:
+            step = Step(k, len(self._values), c.t, nx.t, 1.0)
+            prev, self._history = self.solver.advance(
+                None, _VFromLevels(model_output, c), sample, step.index, c, nx, self._history
+            )
+        self._step_index = k + 1
+        out = SchedulerOutput(prev)
+        return out if return_dict else out.to_tuple()
