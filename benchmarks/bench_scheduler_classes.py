@@ -30,12 +30,14 @@ CASES = [
     ("DPMSolverMultistepScheduler", {}, {}),
     ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}, {}),
     ("DPMSolverMultistepScheduler", {"solver_order": 3, "thresholding": True}, {}),
+    ("DPMSolverMultistepInverseScheduler", {}, {}),
     ("DPMSolverSinglestepScheduler", {}, {}),
     ("UniPCMultistepScheduler", {}, {}),
     ("UniPCMultistepScheduler", {"solver_order": 3}, {}),
     ("DEISMultistepScheduler", {}, {}),
     ("PNDMScheduler", {}, {}),
     ("PNDMScheduler", {"skip_prk_steps": True}, {}),
+    ("IPNDMScheduler", {}, {}),
 ]
 
 

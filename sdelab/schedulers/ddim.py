@@ -74,9 +74,16 @@ class _DDIMBase(AlphaBarScheduler):
             x = sample
             if not clipped_output:
                 x = torch.add(sample, d - raw, alpha=c.m)
-        if n is None:  # to alpha-bar 1: Tweedie's D (DDIM's variance is 0 there)
-            return data_prediction(score, x, c), d
-        x_next, _ = self._ddim(eta).step(self.sde, score, x, step, None, generator)
+                if self._config["prediction_type"] == "epsilon":
+                    # at x' the score of D_clip is the unclipped one at x: -eps/sigma
+                    score = _ModelOutputs(self, [out])
+                    self._unclipped = True
+        try:
+            if n is None:  # to alpha-bar 1: Tweedie's D (DDIM's variance is 0 there)
+                return data_prediction(score, x, c), d
+            x_next, _ = self._ddim(eta).step(self.sde, score, x, step, None, generator)
+        finally:
+            self._unclipped = False
         return x_next, d
 
 

@@ -75,8 +75,8 @@ class DDIM(GridSolver):
         c, n = coeffs(sde, step.t), coeffs(sde, step.t_next)
         d = data_prediction(score, x, c)
         h = n.lam - c.lam
-        if self.eta == 0:
-            return (n.sigma / c.sigma) * x - (n.m * math.expm1(-h)) * d, None
+        if self.eta == 0:  # one fused kernel for the combination
+            return torch.add((n.sigma / c.sigma) * x, d, alpha=-(n.m * math.expm1(-h))), None
         q = self.eta * self.eta * -math.expm1(-2.0 * h)  # (varsigma_t / sigma_t)^2
         if not q <= 1.0:
             raise ValueError(
