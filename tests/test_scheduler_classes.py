@@ -547,3 +547,26 @@ def test_ipndm_bad_calls_raise():
         x = s.step(torch.zeros(SHAPE), t, x).prev_sample
     with pytest.raises(ValueError, match="step was called 6 times"):
         s.step(x, s.timesteps[-1], x)
+
+
+# --- device discipline (checked on the CPU) -------------------------------------------------
+@pytest.mark.parametrize("name", [*NAMES, "IPNDMScheduler"])
+def test_step_reads_a_device_timestep_once(name):
+    """On a GPU a timestep tensor lives on the device: sdelab reads it on the first call only
+    (to find its index, as diffusers) and then counts calls. Checked on the CPU with "meta"
+    timesteps after the first call (a read of one would raise) and the host-read counter of
+    tests/test_host_sync.py: no tensor is read while stepping."""
+    from test_host_sync import count_host_reads
+
+    s = getattr(S, name)()
+    s.set_timesteps(10)
+    x = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
+    x = s.step(model(x, s.timesteps[0]), s.timesteps[0], x).prev_sample
+    gen = {"generator": torch.Generator().manual_seed(1)}
+    kw = gen if "generator" in inspect.signature(s.step).parameters else {}
+    with count_host_reads() as stats:
+        for _ in s.timesteps[1:]:
+            t = torch.empty((), device="meta")
+            x = s.step(torch.tanh(x), t, x, **kw).prev_sample
+    assert stats["reads"] == 0
+    assert torch.isfinite(x).all()
