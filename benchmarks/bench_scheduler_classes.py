@@ -1,7 +1,7 @@
 """Overhead of the alpha-bar scheduler classes: sdelab's ``step`` vs diffusers' (run by hand).
 
     PYTHONPATH=. python benchmarks/bench_scheduler_classes.py [--quick] [--shape 4 4 64 64]
-        [--device cpu|cuda] [--steps 20]
+        [--device cpu|cuda] [--steps 20] [--rounds 15] [--threads 1]
 
 For each class (and a few option sets), the same diffusers-style loop (``set_timesteps``,
 ``init_noise_sigma``, ``scale_model_input``, a cheap deterministic model, ``step``) runs with the
@@ -77,8 +77,11 @@ def main() -> None:
     p.add_argument("--shape", type=int, nargs="+", default=[4, 4, 64, 64])
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (1: less noise)")
     a = p.parse_args()
-    rounds = 3 if a.quick else 15
+    torch.set_num_threads(a.threads)
+    rounds = a.rounds or (3 if a.quick else 15)
     dev = torch.device(a.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     x0 = torch.randn(a.shape, generator=torch.Generator().manual_seed(0)).to(dev)
