@@ -570,3 +570,17 @@ def test_step_reads_a_device_timestep_once(name):
             x = s.step(torch.tanh(x), t, x, **kw).prev_sample
     assert stats["reads"] == 0
     assert torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("name", ["DDIMScheduler", "DPMSolverMultistepScheduler", "PNDMScheduler"])
+def test_python_timesteps_and_tuples(name):
+    """Timesteps as Python ints give the same loop; ``return_dict=False`` gives the tuple."""
+    ref, _ = run_loop(getattr(S, name)(), 10)
+    s = getattr(S, name)()
+    s.set_timesteps(10)
+    x = torch.randn(SHAPE, generator=torch.Generator().manual_seed(42))
+    for t in s.timesteps.tolist():
+        out = s.step(model(x, t), t, x, return_dict=False)
+        assert isinstance(out, tuple)
+        x = out[0]
+    assert torch.equal(x, ref)
