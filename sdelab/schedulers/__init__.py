@@ -4,10 +4,18 @@ Nothing here imports diffusers (or PIL, until PIL images are asked for).
 """
 
 from ._config import FrozenConfig
+from ._discrete import DDIMSchedulerOutput
 from ._outputs import ImagePipelineOutput, SchedulerOutput, SdeVeOutput
 from .adapter import score_from_diffusers_model
+from .ddim import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler
+from .dpm import (
+    DPMSolverMultistepInverseScheduler,
+    DPMSolverMultistepScheduler,
+    DPMSolverSinglestepScheduler,
+)
 from .karras_ve import KarrasVeOutput, KarrasVeScheduler
 from .pipelines import ScoreSdeVePipeline, ScoreSdeVpPipeline
+from .pndm import IPNDMScheduler, PNDMScheduler
 from .repaint import RePaintScheduler, RePaintSchedulerOutput
 from .sigma import (
     DPMSolverSDEScheduler,
@@ -18,21 +26,32 @@ from .sigma import (
     KDPM2DiscreteScheduler,
     LMSDiscreteScheduler,
 )
+from .unipc_deis import DEISMultistepScheduler, UniPCMultistepScheduler
 from .ve import ScoreSdeVeScheduler
 from .vp import ScoreSdeVpScheduler
 
 __all__ = [
+    "DDIMInverseScheduler",
+    "DDIMScheduler",
+    "DDIMSchedulerOutput",
+    "DDPMScheduler",
+    "DEISMultistepScheduler",
+    "DPMSolverMultistepInverseScheduler",
+    "DPMSolverMultistepScheduler",
     "DPMSolverSDEScheduler",
+    "DPMSolverSinglestepScheduler",
     "EulerAncestralDiscreteScheduler",
     "EulerDiscreteScheduler",
     "FrozenConfig",
     "HeunDiscreteScheduler",
+    "IPNDMScheduler",
     "ImagePipelineOutput",
     "KDPM2AncestralDiscreteScheduler",
     "KDPM2DiscreteScheduler",
     "KarrasVeOutput",
     "KarrasVeScheduler",
     "LMSDiscreteScheduler",
+    "PNDMScheduler",
     "RePaintScheduler",
     "RePaintSchedulerOutput",
     "SchedulerOutput",
@@ -41,5 +60,6 @@ __all__ = [
     "ScoreSdeVpPipeline",
     "ScoreSdeVpScheduler",
     "SdeVeOutput",
+    "UniPCMultistepScheduler",
     "score_from_diffusers_model",
 ]

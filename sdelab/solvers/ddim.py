@@ -99,8 +99,8 @@ class DDIM(GridSolver):
         c, n = coeffs(sde, step.t), coeffs(sde, step.t_next)
         d = data_prediction(score, x, c)
         h = n.lam - c.lam
-        if self.eta == 0:
-            return (n.sigma / c.sigma) * x - (n.m * math.expm1(-h)) * d, None
+        if self.eta == 0:  # one fused kernel for the combination
+            return torch.add((n.sigma / c.sigma) * x, d, alpha=-(n.m * math.expm1(-h))), None
         q = ddim_variance_ratio(c, n, self.eta)  # (varsigma_t / sigma_t)^2
         # x_t = c_x x + (m_t - c_x m_s) D + varsigma z with c_x = sigma_t sqrt(1 - q) / sigma_s;
         # m_t - c_x m_s = -m_t expm1(-h + log(1 - q)/2) without cancellation.
