@@ -167,18 +167,13 @@ def test_rank_killed_then_resume_with_other_world_sizes(tmp_path, single):
     ranks (more ranks than cells left: idle ranks exit cleanly) loses no finished cell and
     the merged results equal the single-process run."""
     (tmp_path / "grid.json").write_text(json.dumps(GRID))
-    procs = launch("compare", tmp_path, 2, "3")
-    part = tmp_path / "cmp" / "results.rank1.jsonl"
-    deadline = time.monotonic() + 40
-    while not (part.is_file() and part.read_text().count("\n") >= 1):
-        assert time.monotonic() < deadline and procs[1].poll() is None, finish(procs)
-        time.sleep(0.01)
-    procs[1].send_signal(signal.SIGKILL)
+    procs = launch("compare-die", tmp_path, 2, "3")
+    procs[1].wait(timeout=60)  # SIGKILL after its first cell
     t0 = time.monotonic()
     (rc0, err0), (rc1, _) = finish(procs)
     assert rc1 == -signal.SIGKILL
     assert rc0 == 1 and "timed out" in err0, err0
-    assert time.monotonic() - t0 < 30
+    assert time.monotonic() - t0 < 40  # op_timeout 3 s, then exit (a loaded machine)
     done = {r["key"]: r for f in (tmp_path / "cmp").glob("results*.jsonl") for r in records(f)}
     assert len(done) >= 1
     results = finish(launch("compare", tmp_path, 3))
@@ -244,8 +239,8 @@ def test_unreachable_rendezvous_errors_within_timeout(monkeypatch, r):
     }.items():
         monkeypatch.setenv(k, str(v))
     t0 = time.monotonic()
-    with pytest.raises(sd.RendezvousError, match=f"127.0.0.1:{port}.*timeout 2 s.*rank {r} of"):
-        sd.init_from_env(timeout=2)
+    with pytest.raises(sd.RendezvousError, match=f"127.0.0.1:{port}.*timeout 1 s.*rank {r} of"):
+        sd.init_from_env(timeout=1)
     assert time.monotonic() - t0 < 12
     assert not sd.is_distributed()
 
