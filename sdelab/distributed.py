@@ -587,7 +587,7 @@ def sample_sharded(
         "shape": list(shape),
         "seed": seed,
         "block_size": block_size,
-        "options": {k: repr(v) for k, v in options.items() if k != "device"},
+        "options": {k: repr(v) for k, v in options.items() if k not in ("device", "progress")},
     }
 
     def work(b: int, a: int, z: int):
@@ -651,7 +651,7 @@ def log_likelihood_sharded(
         "data": _tensor_digest(x),
         "seed": seed,
         "block_size": block_size,
-        "options": {k: repr(v) for k, v in options.items()},
+        "options": {k: repr(v) for k, v in options.items() if k != "progress"},
     }
 
     def work(b: int, a: int, z: int):

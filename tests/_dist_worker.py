@@ -56,6 +56,9 @@ def main() -> int:
     case, out = sys.argv[1], Path(sys.argv[2])
     sd.init_from_env(timeout=60, op_timeout=float(sys.argv[3]) if len(sys.argv) > 3 else 30)
     r = sd.rank()
+    if case == "cli":  # the command lines in OUT/commands.json, one after the other
+        rcs = [cli(argv) for argv in json.loads((out / "commands.json").read_text())]
+        return max(rcs)
     if case == "all":
         # 1. sampling and likelihoods, 2. compare through the CLI, 3. differing configs,
         # 4. a rank that raises (last: it poisons the session)

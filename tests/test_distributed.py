@@ -76,10 +76,11 @@ def launch(case: str, out: Path, world: int, *extra: str) -> list[subprocess.Pop
 
 
 def finish(procs: list[subprocess.Popen], timeout: float = 60) -> list[tuple[int, str]]:
+    """(return code, stderr) of each rank; each rank's stdout is kept in ``p.out``."""
     res = []
     for p in procs:
         try:
-            _, err = p.communicate(timeout=timeout)
+            p.out, err = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             for q in procs:
                 q.kill()
@@ -259,3 +260,37 @@ def test_missing_variables_are_named(monkeypatch):
         sd.init_from_env(timeout=1)
     with pytest.raises(ValueError, match="timeout must be a number of seconds > 0, got 0"):
         sd.init_from_env(timeout=0)
+
+
+def test_sample_and_likelihood_commands_under_two_ranks(tmp_path, capsys):
+    """``sdelab sample`` / ``sdelab likelihood`` of a checkpoint under 2 ranks: the same
+    samples and the same printed log-likelihood as one process; rank 0 alone writes."""
+    import numpy as np
+
+    from sdelab.cli import main
+
+    ck = tmp_path / "ck"
+    train = ["train", "--data", "gmm2d", "--hidden", "16", "--batch-size", "16", "--steps", "4"]
+    assert main([*train, "--out", str(ck), "--no-progress"]) == 0
+    capsys.readouterr()
+
+    def commands(tag: str) -> list[list[str]]:
+        npy = str(tmp_path / f"{tag}.npy")
+        sample = ["sample", "--checkpoint", str(ck), "--steps", "5", "--n", "11"]
+        likelihood = ["likelihood", "--checkpoint", str(ck), "--data", "gmm2d", "--n", "5"]
+        return [
+            [*sample, "--block-size", "3", "--out", npy, "--seed", "4", "--no-progress"],
+            [*likelihood, "--block-size", "2", "--rtol", "1e-3"],
+        ]
+
+    (tmp_path / "commands.json").write_text(json.dumps(commands("two")))
+    procs = launch("cli", tmp_path, 2)
+    for argv in commands("one"):
+        assert main(argv) == 0
+    one_out = capsys.readouterr().out
+    results = finish(procs)
+    assert [rc for rc, _ in results] == [0, 0], results
+    out0 = procs[0].out
+    assert np.array_equal(np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy"))
+    lines = [x for x in one_out.splitlines() if "log-likelihood" in x or "bits/dim" in x]
+    assert len(lines) == 2 and all(x in out0 for x in lines), (one_out, out0)
