@@ -294,3 +294,30 @@ def test_sample_and_likelihood_commands_under_two_ranks(tmp_path, capsys):
     assert np.array_equal(np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy"))
     lines = [x for x in one_out.splitlines() if "log-likelihood" in x or "bits/dim" in x]
     assert len(lines) == 2 and all(x in out0 for x in lines), (one_out, out0)
+
+
+def test_train_with_ddp_same_weights_and_resume_under_another_world_size(tmp_path):
+    """``sdelab train`` under 2 ranks (DistributedDataParallel): the same seed gives the same
+    weights twice; the checkpoint resumes in one process and trains on to the end."""
+    from safetensors.torch import load_file
+
+    from sdelab.cli import main
+
+    train = ["train", "--data", "gmm2d", "--hidden", "16", "--batch-size", "16"]
+    train += ["--checkpoint-every", "10", "--no-progress"]
+    runs = [[*train, "--steps", "20", "--out", str(tmp_path / d)] for d in ("a", "b")]
+    (tmp_path / "commands.json").write_text(json.dumps(runs))
+    results = finish(launch("cli", tmp_path, 2))
+    assert [rc for rc, _ in results] == [0, 0], results
+    a, b = (load_file(tmp_path / d / "step-00000020.safetensors") for d in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.json")) == [
+        "step-00000010.json",
+        "step-00000020.json",
+    ]
+    # a resume in one process continues from step 20 (the shared generator's state)
+    assert main([*train, "--steps", "30", "--out", str(tmp_path / "a")]) == 0
+    c = load_file(tmp_path / "a" / "step-00000030.safetensors")
+    assert c["losses"].shape == (30,) and torch.equal(c["losses"][:20], a["losses"])
+    weights = [k for k in a if k.startswith("model.")]
+    assert any(not torch.equal(c[k], a[k]) for k in weights)  # it trained on

@@ -100,10 +100,19 @@ def train_run(args: argparse.Namespace) -> int:
     import sdelab
     from sdelab.data import load
 
+    from .. import distributed as dist
     from .train import train
 
     try:
+        dist.init_from_env()  # torchrun: DistributedDataParallel, rank 0 checkpoints
         device = _device(args.device)
+        if (
+            device is not None
+            and device.type == "cuda"
+            and device.index is None
+            and dist.is_distributed()
+        ):
+            device = torch.device("cuda", torch.cuda.current_device())  # cuda:LOCAL_RANK
         ds = load(args.data)
         image = ds.data.ndim == 4
         steps, batch, net_kind = _DEFAULTS["image" if image else "vector"]
@@ -126,6 +135,11 @@ def train_run(args: argparse.Namespace) -> int:
     except FloatingPointError as err:
         print(f"sdelab train: {err}", file=sys.stderr)
         return 1
+    except (dist.RankFailed, dist.RendezvousError) as err:
+        print(f"sdelab train (rank {dist.rank()}): {err}", file=sys.stderr)
+        return 1
+    if dist.rank() != 0:
+        return 0
     tail = res.losses[-min(100, len(res.losses)) :]
     print(
         f"trained {res.steps} steps; mean loss of the last {len(tail)}: "
