@@ -262,52 +262,33 @@ def test_missing_variables_are_named(monkeypatch):
         sd.init_from_env(timeout=0)
 
 
-def test_sample_and_likelihood_commands_under_two_ranks(tmp_path, capsys):
-    """``sdelab sample`` / ``sdelab likelihood`` of a checkpoint under 2 ranks: the same
-    samples and the same printed log-likelihood as one process; rank 0 alone writes."""
-    import numpy as np
-
-    from sdelab.cli import main
-
-    ck = tmp_path / "ck"
-    train = ["train", "--data", "gmm2d", "--hidden", "16", "--batch-size", "16", "--steps", "4"]
-    assert main([*train, "--out", str(ck), "--no-progress"]) == 0
-    capsys.readouterr()
-
-    def commands(tag: str) -> list[list[str]]:
-        npy = str(tmp_path / f"{tag}.npy")
-        sample = ["sample", "--checkpoint", str(ck), "--steps", "5", "--n", "11"]
-        likelihood = ["likelihood", "--checkpoint", str(ck), "--data", "gmm2d", "--n", "5"]
-        return [
-            [*sample, "--block-size", "3", "--out", npy, "--seed", "4", "--no-progress"],
-            [*likelihood, "--block-size", "2", "--rtol", "1e-3"],
-        ]
-
-    (tmp_path / "commands.json").write_text(json.dumps(commands("two")))
-    procs = launch("cli", tmp_path, 2)
-    for argv in commands("one"):
-        assert main(argv) == 0
-    one_out = capsys.readouterr().out
-    results = finish(procs)
-    assert [rc for rc, _ in results] == [0, 0], results
-    out0 = procs[0].out
-    assert np.array_equal(np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy"))
-    lines = [x for x in one_out.splitlines() if "log-likelihood" in x or "bits/dim" in x]
-    assert len(lines) == 2 and all(x in out0 for x in lines), (one_out, out0)
-
-
-def test_train_with_ddp_same_weights_and_resume_under_another_world_size(tmp_path):
+def test_train_sample_likelihood_commands_under_two_ranks(tmp_path, capsys):
     """``sdelab train`` under 2 ranks (DistributedDataParallel): the same seed gives the same
-    weights twice; the checkpoint resumes in one process and trains on to the end."""
+    weights twice, rank 0 alone checkpoints, and the checkpoint resumes in one process.
+    ``sdelab sample`` / ``sdelab likelihood`` under 2 ranks give the same samples and the same
+    printed log-likelihood as one process."""
+    import numpy as np
     from safetensors.torch import load_file
 
     from sdelab.cli import main
 
     train = ["train", "--data", "gmm2d", "--hidden", "16", "--batch-size", "16"]
     train += ["--checkpoint-every", "10", "--no-progress"]
+    ck = str(tmp_path / "a")
+
+    def commands(tag: str) -> list[list[str]]:
+        npy = str(tmp_path / f"{tag}.npy")
+        sample = ["sample", "--checkpoint", ck, "--steps", "5", "--n", "11"]
+        likelihood = ["likelihood", "--checkpoint", ck, "--data", "gmm2d", "--n", "5"]
+        return [
+            [*sample, "--block-size", "3", "--out", npy, "--seed", "4", "--no-progress"],
+            [*likelihood, "--block-size", "2", "--rtol", "1e-3"],
+        ]
+
     runs = [[*train, "--steps", "20", "--out", str(tmp_path / d)] for d in ("a", "b")]
-    (tmp_path / "commands.json").write_text(json.dumps(runs))
-    results = finish(launch("cli", tmp_path, 2))
+    (tmp_path / "commands.json").write_text(json.dumps(runs + commands("two")))
+    procs = launch("cli", tmp_path, 2)
+    results = finish(procs)
     assert [rc for rc, _ in results] == [0, 0], results
     a, b = (load_file(tmp_path / d / "step-00000020.safetensors") for d in ("a", "b"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -315,8 +296,16 @@ def test_train_with_ddp_same_weights_and_resume_under_another_world_size(tmp_pat
         "step-00000010.json",
         "step-00000020.json",
     ]
+    capsys.readouterr()
+    for argv in commands("one"):
+        assert main(argv) == 0
+    one_out = capsys.readouterr().out
+    assert np.array_equal(np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy"))
+    lines = [x for x in one_out.splitlines() if "log-likelihood" in x or "bits/dim" in x]
+    assert len(lines) == 2 and all(x in procs[0].out for x in lines), (one_out, procs[0].out)
+    assert "log-likelihood" not in procs[1].out  # rank 0 alone prints
     # a resume in one process continues from step 20 (the shared generator's state)
-    assert main([*train, "--steps", "30", "--out", str(tmp_path / "a")]) == 0
+    assert main([*train, "--steps", "30", "--out", ck]) == 0
     c = load_file(tmp_path / "a" / "step-00000030.safetensors")
     assert c["losses"].shape == (30,) and torch.equal(c["losses"][:20], a["losses"])
     weights = [k for k in a if k.startswith("model.")]
