@@ -264,7 +264,8 @@ def test_missing_variables_are_named(monkeypatch):
 
 def test_train_sample_likelihood_commands_under_two_ranks(tmp_path, capsys):
     """``sdelab train`` under 2 ranks (DistributedDataParallel): the same seed gives the same
-    weights twice, rank 0 alone checkpoints, and the checkpoint resumes in one process.
+    weights twice and, up to rounding, those of one process; rank 0 alone checkpoints, and
+    the checkpoint resumes in one process.
     ``sdelab sample`` / ``sdelab likelihood`` under 2 ranks give the same samples and the same
     printed log-likelihood as one process."""
     import numpy as np
@@ -296,6 +297,11 @@ def test_train_sample_likelihood_commands_under_two_ranks(tmp_path, capsys):
         "step-00000010.json",
         "step-00000020.json",
     ]
+    # one process: the same batches and draws, the same weights up to rounding
+    assert main([*train, "--steps", "20", "--out", str(tmp_path / "one")]) == 0
+    one = load_file(tmp_path / "one" / "step-00000020.safetensors")
+    for k in a:
+        assert torch.allclose(one[k], a[k], rtol=1e-4, atol=1e-5), k
     capsys.readouterr()
     for argv in commands("one"):
         assert main(argv) == 0

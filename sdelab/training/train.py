@@ -372,13 +372,10 @@ def train(
         if bin_width is not None:
             u = torch.rand(x0.shape, generator=gen, device=device, dtype=dtype)
             x0 = x0 + (u - 0.5) * bin_width
-        if world > 1:  # this rank's slice; its times and noise from (seed, step, rank)
+        if world > 1:  # the whole batch's draws on every rank, the loss of this rank's slice
             part = batch_size // world
-            x0 = x0[rank * part : (rank + 1) * part]
-            g = torch.Generator(device=device).manual_seed(
-                dist.block_seed(seed, (step - 1) * world + rank)
-            )
-            loss = _dsm_loss(sde, net, x0, weighting, parametrization, eps, g)
+            rows = slice(rank * part, (rank + 1) * part)
+            loss = _dsm_loss(sde, net, x0, weighting, parametrization, eps, gen, rows)
         else:
             loss = _dsm_loss(sde, model, x0, weighting, parametrization, eps, gen)
         opt.zero_grad(set_to_none=True)
