@@ -1,10 +1,15 @@
 """What each condition costs: CPU time of one conditioned run over the same unconditional run.
 
     PYTHONPATH=. python benchmarks/bench_conditioning.py [--steps 1000] [--n 1000] [--repeats 7]
+        [--score exact|mlp]
 
-Euler-Maruyama on the VP SDE, the exact score of the built-in 16-D mixture, half of the
-coordinates seen; runs alternate, one thread, the minimum of ``--repeats`` per method
-(the machine is shared: minima are the least disturbed runs).
+Euler-Maruyama on the VP SDE, half of the coordinates of the built-in 16-D mixture seen;
+runs alternate, one thread, the minimum of ``--repeats`` per method (the machine is shared:
+minima are the least disturbed runs). ``--score exact`` (default) is the mixture's exact
+score, ``--score mlp`` an (untrained) ``MLPScore(16)`` of the default size, for the cost of
+a network score: the overhead of a condition is relative to what one step costs, and
+imputation's own cost is one Gaussian draw for the seen coordinates per step (half as many
+draws again as Euler-Maruyama's own) and one indexed copy.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 
 import sdelab
 from sdelab.experiments.config import builtin_mixture
+from sdelab.nets import MLPScore
 
 
 def main(argv=None) -> None:
@@ -23,12 +29,22 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--score", choices=("exact", "mlp"), default="exact")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     mix = builtin_mixture("gmm16").to(dtype=torch.float32)
     sde = sdelab.VPSDE()
     mask = torch.arange(mix.dim) % 2 == 0
     y = mix.sample(1, torch.Generator().manual_seed(1))[0]
+    if args.score == "exact":
+        score = mix.score(sde)
+    else:
+        net = MLPScore(mix.dim).eval()
+
+        @torch.no_grad()
+        def score(x, t):
+            return net(x, t)
+
     A = torch.eye(mix.dim)[mask]
     conds = {
         "none": None,
@@ -44,7 +60,7 @@ def main(argv=None) -> None:
         t0 = time.thread_time()
         sdelab.sample(
             sde,
-            mix.score(sde),
+            score,
             sdelab.EulerMaruyama(),
             (args.n, mix.dim),
             steps=args.steps,

@@ -1,7 +1,7 @@
 """Overhead of the sigma-family scheduler classes: sdelab's ``step`` vs diffusers' (run by hand).
 
     PYTHONPATH=. python benchmarks/bench_scheduler_sigma.py [--quick] [--shape 4 4 64 64]
-        [--device cpu|cuda] [--steps 20]
+        [--device cpu|cuda] [--steps 20] [--rounds 15] [--only EulerDiscreteScheduler ...]
 
 For each class, the same diffusers-style loop (``set_timesteps``, ``init_noise_sigma``,
 ``scale_model_input``, a cheap deterministic model, ``step``) runs with the diffusers class and
@@ -68,8 +68,10 @@ def main() -> None:
     p.add_argument("--shape", type=int, nargs="+", default=[4, 4, 64, 64])
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=None, help="default 15 (3 with --quick)")
+    p.add_argument("--only", nargs="+", default=None, help="class names to time")
     a = p.parse_args()
-    rounds = 3 if a.quick else 15
+    rounds = a.rounds or (3 if a.quick else 15)
     dev = torch.device(a.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     x0 = torch.randn(a.shape, generator=torch.Generator().manual_seed(0)).to(dev)
@@ -77,7 +79,7 @@ def main() -> None:
     print(
         f"{'class':34s} {'ratio (median)':>14s} {'range':>15s} {'sdelab us/call':>15s} {'diffusers us/call':>18s}"
     )
-    for name in CLASSES:
+    for name in a.only or CLASSES:
         theirs, ours = getattr(diffusers, name)(), getattr(S, name)()
         step_time(theirs, x0, a.steps, sync)  # warm-up
         step_time(ours, x0, a.steps, sync)

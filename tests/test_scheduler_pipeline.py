@@ -9,6 +9,8 @@ schedulers agree to float32 round-off per call (tests/test_scheduler_classes_sig
 random UNet is Lipschitz of order 1 on these inputs, so the [0, 1] images agree to 1e-4 after
 at most 2 x 10 calls. DPMSolverSDEScheduler is left out: its noise is a torchsde Brownian tree
 in diffusers and a generator in sdelab (equal in law only; tested in distribution there).
+KarrasVeScheduler and RePaintScheduler have their own pipeline loops (churn / step_correct,
+undo_step with an image and a mask): tests/test_scheduler_karras_repaint.py.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 STEPS = 10
 # every sdelab scheduler class with a diffusers class of the same name, the stochastic-by-tree one
-# excepted (see the module docs)
+# and the two with their own loops excepted (see the module docs)
 NAMES = sorted(
     n
     for n in S.__all__
     if n.endswith("Scheduler")
     and not n.startswith("ScoreSde")
     and hasattr(diffusers, n)
-    and n != "DPMSolverSDEScheduler"
+    and n not in ("DPMSolverSDEScheduler", "KarrasVeScheduler", "RePaintScheduler")
 )
 
 

@@ -58,8 +58,10 @@ class MaskedPart:
             known = gaussian_noise(x, generator).mul_(s).add_(self.y, alpha=m)
             return torch.where(self.mask, known, x)
         flat = x.reshape(x.shape[0], -1)
-        z = flat.new_empty((flat.shape[0], self.index.shape[0])).normal_(generator=generator)
-        return flat.index_copy(1, self.index, z.mul_(s).add_(self.known, alpha=m)).view_as(x)
+        # N(0, s^2) drawn directly (the scale fused into the draw), then the mean m y added
+        z = flat.new_empty((flat.shape[0], self.index.shape[0]))
+        z.normal_(0.0, s, generator=generator).add_(self.known, alpha=m)
+        return flat.index_copy(1, self.index, z).view_as(x)
 
     def finish(self, x: Tensor) -> Tensor:
         return torch.where(self.mask, self.y, x)

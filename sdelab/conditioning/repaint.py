@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from ..sde.base import SDE
@@ -91,7 +92,12 @@ class RePaint(Imputation):
         return x, state
 
 
-def forward_jump(sde: SDE, x: Tensor, t: float, t_later: float, generator) -> Tensor:
-    r"""A draw of $x_{t'} \mid x_t$ under the forward SDE (module docs), ``t_later`` $> t$."""
+def forward_jump(
+    sde: SDE, x: Tensor, t: float, t_later: float, generator, noise: Tensor | None = None
+) -> Tensor:
+    r"""A draw of $x_{t'} \mid x_t$ under the forward SDE (module docs), ``t_later`` $> t$;
+    ``noise``, a standard normal draw shaped like ``x``, replaces the draw from ``generator``."""
     alpha, v = sde.transition(t_later, t_later - t)
+    if noise is not None:
+        return torch.add(noise * math.sqrt(v), x, alpha=alpha)
     return gaussian_noise(x, generator, math.sqrt(v)).add_(x, alpha=alpha)

@@ -6,7 +6,9 @@ Nothing here imports diffusers (or PIL, until PIL images are asked for).
 from ._config import FrozenConfig
 from ._outputs import ImagePipelineOutput, SchedulerOutput, SdeVeOutput
 from .adapter import score_from_diffusers_model
+from .karras_ve import KarrasVeOutput, KarrasVeScheduler
 from .pipelines import ScoreSdeVePipeline, ScoreSdeVpPipeline
+from .repaint import RePaintScheduler, RePaintSchedulerOutput
 from .sigma import (
     DPMSolverSDEScheduler,
     EulerAncestralDiscreteScheduler,
@@ -28,7 +30,11 @@ __all__ = [
     "ImagePipelineOutput",
     "KDPM2AncestralDiscreteScheduler",
     "KDPM2DiscreteScheduler",
+    "KarrasVeOutput",
+    "KarrasVeScheduler",
     "LMSDiscreteScheduler",
+    "RePaintScheduler",
+    "RePaintSchedulerOutput",
     "SchedulerOutput",
     "ScoreSdeVePipeline",
     "ScoreSdeVeScheduler",

@@ -18,9 +18,10 @@ the diffusers-format pieces around them:
   (Karras et al. 2022, eq. 5), a geometric ramp (``use_exponential_sigmas``) or the
   Beta(0.6, 0.6) quantile ramp of Lee et al. 2024 (``use_beta_sigmas``), with the
   timesteps of those levels from the log-linear inverse of the table (`sigma_to_timestep`);
-* `SigmaScheduler`: the stateful adapter that maps diffusers' ``step`` calls onto one
-  `sdelab.solvers.GridSolver` step, including the two-calls-per-step protocol of the
-  second-order classes (see `SigmaScheduler.step`).
+* `SigmaScheduler`: the stateful adapter that maps diffusers' ``step`` calls onto the stages
+  of one sdelab solver step (`sdelab.solvers.karras.StepPlan`, precomputed in
+  ``set_timesteps``), including the two-calls-per-step protocol of the second-order classes
+  (see `SigmaScheduler.step`).
 
 All tables are computed as diffusers computes them (float32 values, the same formulas), so
 ``timesteps`` and ``sigmas`` are equal to diffusers'.
@@ -39,9 +40,10 @@ from .._checks import _short, check_int
 from ..sde.discrete import DiscreteVPSDE
 from ..solvers._exp import Coeffs, coeffs, data_prediction
 from ..solvers.grid import GridSolver, Step
+from ..solvers.karras import KarrasSolver
 from ._config import ConfigMixin
 from ._outputs import BaseOutput
-from ._random import check_generator
+from ._random import check_generator, randn
 
 __all__ = [
     "SigmaScheduler",
@@ -158,8 +160,8 @@ class _ModelOutputs:
 
 class SigmaScheduler(ConfigMixin):
     r"""Shared by the sigma-family adapters: the configuration checks, the level table, the
-    model input scaling, diffusers' step indexing and the mapping of ``step`` calls onto one
-    sdelab `GridSolver` step on `DiscreteVPSDE.from_diffusers(config)`.
+    model input scaling, diffusers' step indexing and the mapping of ``step`` calls onto the
+    stages of one sdelab solver step on `DiscreteVPSDE.from_diffusers(config)`.
 
     A subclass sets ``solver`` (the sdelab solver), ``stages`` (diffusers ``step`` calls per
     level: 1, or 2 for the second-order classes) and lays the tables out in `_layout`.
@@ -212,6 +214,10 @@ class SigmaScheduler(ConfigMixin):
             np.concatenate([self._table[::-1], [0.0]]).astype(np.float32)
         )
         self._levels: list[float] | None = None
+        self._plans: list | None = None
+        self._open: Tensor | None = None
+        kind = cfg.get("prediction_type", "epsilon")
+        self._eps_slope = kind == "epsilon" and not cfg.get("clip_sample")
         self._step_index: int | None = None
         self._begin_index: int | None = None
 
@@ -312,6 +318,22 @@ class SigmaScheduler(ConfigMixin):
         self._coeffs = [coeffs(self.sde, t) for t in self._times]
         self._cache: dict[float, Coeffs] = {c.t: c for c in self._coeffs}
         self._layout(torch.from_numpy(sigmas), np.asarray(ts), device)
+        self._input_levels = self._input_sigmas.tolist()
+        # sqrt(s^2 + 1) of every call, in float32 as diffusers computes it (equal inputs)
+        self._input_div = ((self._input_sigmas**2 + 1) ** 0.5).tolist()
+        count = len(self._times) - 1
+        self._plans = None
+        if isinstance(self.solver, KarrasSolver):  # the solver's floats of every step, once
+            self._plans = [
+                self.solver.plan(
+                    self.sde,
+                    c,
+                    cn,
+                    Step(j, count, c.t, cn.t, c.t - cn.t),
+                )
+                for j, (c, cn) in enumerate(zip(self._coeffs[:-1], self._coeffs[1:], strict=True))
+            ]
+        self._open = None
         self._step_index = None
         self._begin_index = None
         self._state: Any = None
@@ -350,8 +372,7 @@ class SigmaScheduler(ConfigMixin):
         self._require_grid()
         if self._step_index is None:
             self._init_step_index(timestep)
-        sigma = self._input_sigmas[self._step_index]
-        return sample / ((sigma**2 + 1) ** 0.5)
+        return sample / self._input_div[self._step_index]
 
     def _score(self, out: Tensor, x: Tensor, c: Coeffs) -> Tensor:
         r"""The score at the VP state ``x`` from a model output: $-\hat\epsilon/\sigma$,
@@ -411,9 +432,9 @@ class SigmaScheduler(ConfigMixin):
             raise TypeError(
                 f"model_output must have sample's dtype {sample.dtype}, got {model_output.dtype}"
             )
-        if self._pending and sample.shape != self._pending[0].shape:
+        if self._open is not None and sample.shape != self._open.shape:
             raise ValueError(
-                f"sample must keep the shape {tuple(self._pending[0].shape)} within a step, got "
+                f"sample must keep the shape {tuple(self._open.shape)} within a step, got "
                 f"{tuple(sample.shape)}"
             )
 
@@ -428,15 +449,19 @@ class SigmaScheduler(ConfigMixin):
         r"""One diffusers ``step``: the sdelab solver's step from the current level to the
         next, on the VP state $x = x_\sigma/\sqrt{s^2 + 1}$.
 
-        Second-order classes (``stages = 2``) are called twice per level, as diffusers'
-        are: the first call runs the solver's step with the one model output it has until the
-        solver asks for its second evaluation, and returns that evaluation's input (diffusers'
-        first-order prediction, in the scaled state); the second call runs the same step again
-        with both outputs (deterministic up to the noise, which the solver draws only after its
-        evaluations or, for `DPMSolverSDEScheduler`, from a generator replayed to the same
-        state). The step to $s = 0$ (``final_sigmas_type="zero"``) is the first-order step
-        diffusers takes there: the data prediction $D$ (Tweedie's formula; sdelab's
-        ``denoise=True``)."""
+        For the Karras-family solvers (`sdelab.solvers.karras.KarrasSolver`) `set_timesteps`
+        computes every step's `StepPlan` once (the solver's own levels and weights, Python
+        floats); a call then converts the model output into the slope
+        $d = (\tilde x - D)/s$ (`_slope`) and hands it to the solver's
+        `KarrasSolver.stage_input` (the next evaluation's input: diffusers' first-order
+        prediction on the first of the two calls of a second-order class) or
+        `KarrasSolver.finish` (the step's end, with its fresh noise drawn from ``generator``
+        after the model calls). No tensor is read on the host and nothing is allocated beyond
+        the update's own arithmetic. `LMSDiscreteScheduler` calls `sdelab.solvers.lms.lms_update`
+        likewise. `DPMSolverSDEScheduler` replays `DPMSolver.step` with the model outputs it has
+        (`_replay`; its noise generator is rewound between the two calls). The step to $s = 0$
+        (``final_sigmas_type="zero"``) is the first-order step diffusers takes there: the data
+        prediction $D$ (Tweedie's formula; sdelab's ``denoise=True``)."""
         self._require_grid()
         self._check(model_output, sample)
         check_generator(generator, sample.shape[0])
@@ -449,20 +474,68 @@ class SigmaScheduler(ConfigMixin):
                 f"the grid has {len(self._input_sigmas)} calls"
             )
         j, stage = divmod(k, self.stages)
-        pred = self._pred_original(model_output, sample, float(self._input_sigmas[k]))
-        prev = self._advance(j, stage, model_output, sample, generator)
+        s = self._input_levels[k]
+        pred = self._pred_original(model_output, sample, s)
+        prev = self._advance(j, stage, model_output, sample, generator, pred, s)
         self._step_index = k + 1
         out = _SigmaOutput(prev, pred)
         return out if return_dict else out.to_tuple()
 
-    def _advance(self, j: int, stage: int, out: Tensor, sample: Tensor, generator) -> Tensor:
-        """The scaled sample after call ``stage`` of level ``j``'s step."""
+    def _slope(self, out: Tensor, sample: Tensor, pred: Tensor, s: float) -> Tensor:
+        r"""The slope $d = (\tilde x - D)/s$ of the probability-flow ODE in $s$ at this call's
+        input (`sdelab.solvers.karras.karras_derivative`) from the model output: for a noise
+        prediction without clipping $D = \tilde x - s\hat\epsilon$, so $d = \hat\epsilon$ is
+        the output itself; otherwise from this call's data prediction ``pred``."""
+        if self._eps_slope:
+            return out
+        return (sample - pred) / s
+
+    def _advance(
+        self,
+        j: int,
+        stage: int,
+        out: Tensor,
+        sample: Tensor,
+        generator,
+        pred: Tensor,
+        s: float,
+    ) -> Tensor:
+        r"""The scaled sample after call ``stage`` of level ``j``'s step. On the solver's
+        `StepPlan` (precomputed floats): the next stage's input (`KarrasSolver.stage_input`)
+        while slopes are missing, else the step's end (`KarrasSolver.finish`, with its fresh
+        noise). The step to $s = 0$ is Tweedie's $D$ = ``pred`` (see `step`)."""
+        if self._plans is None:
+            return self._replay(j, stage, out, sample, generator)
+        if self._levels[j + 1] == 0.0:
+            return pred
+        d = self._slope(out, sample, pred, s)
+        plan = self._plans[j]
+        if stage == 0:
+            self._xs, self._slopes = sample, [d]
+        else:
+            self._slopes.append(d)
+        if len(self._slopes) < len(plan.levels):
+            self._open = sample
+            return self.solver.stage_input(plan, self._xs, self._slopes)
+        self._open = None
+        if plan.std == 0.0:
+            return self.solver.finish(plan, self._xs, self._slopes, None)
+        # the fresh noise by diffusers' rules: on the generator's device, one draw per batch
+        # element for a list of generators (sdelab._random.randn), then moved to the sample's
+        z = randn(sample.shape, generator, sample.device, sample.dtype)
+        return self.solver.finish(plan, self._xs, self._slopes, None, noise=z)
+
+    def _replay(self, j: int, stage: int, out: Tensor, sample: Tensor, generator) -> Tensor:
+        """The scaled sample after call ``stage`` of level ``j``'s step, for solvers without a
+        `StepPlan` (`DPMSolverSDEScheduler`): the solver's step runs with the model outputs of
+        this level so far and, when it asks for one more, returns that evaluation's input."""
         c = self._coeffs[j]
         if stage == 0:
             self._pending = [out]
             self._x = sample * c.m
         else:
             self._pending.append(out)
+        self._open = sample
         if not self._started:
             self._state, self._started = self._init_state(), True
         if self._levels[j + 1] == 0.0:  # the last step, to s = 0
@@ -478,6 +551,7 @@ class SigmaScheduler(ConfigMixin):
             return p.x / self._at(p.t).m
         self._state = state
         self._pending = []
+        self._open = None
         return x_next / cn.m
 
     def _init_state(self) -> Any:

@@ -25,8 +25,8 @@ from torch import Tensor
 
 from ..solvers.dpm_solver import DPMSolver
 from ..solvers.karras import DPM2, DPM2Ancestral, Euler, EulerAncestral, Heun
-from ..solvers.lms import LMS, LMSState, lms_coefficients
-from ._sigmas import SigmaScheduler, _ModelOutputs, sigma_to_timestep
+from ..solvers.lms import LMS, LMSState, lms_coefficients, lms_update
+from ._sigmas import SigmaScheduler, sigma_to_timestep
 
 __all__ = [
     "DPMSolverSDEScheduler",
@@ -181,20 +181,24 @@ class LMSDiscreteScheduler(SigmaScheduler):
         table = tuple(lms_coefficients(s, i, min(i + 1, q)) for i in range(len(s) - 1))
         return LMSState(table)
 
-    def _final_step(self, j, out, c):
-        """The LMS step to $s = 0$: the solver's update with the weights of the grid ending at
-        0, mapped back at the same level (so ``x_next / m`` is $\\tilde x + \\sum c_j d_j$)."""
-        from ..solvers.grid import Step
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """The grid (see `SigmaScheduler.set_timesteps`) and the LMS weights of all its steps
+        (`sdelab.solvers.lms.lms_coefficients`, once)."""
+        SigmaScheduler.set_timesteps(self, num_inference_steps, device, **kwargs)
+        self._state, self._started = self._init_state(), True
 
-        x_next, self._state = self.solver.step(
-            self.sde,
-            _ModelOutputs(self, [out]),
-            self._x,
-            Step(j, j + 1, c.t, c.t, 0.0),
-            self._state,
-            None,
-        )
-        return x_next / c.m
+    def _advance(self, j, stage, out, sample, generator, pred, s):
+        r"""The LMS step `sdelab.solvers.lms.lms_update` with the weights of the grid (which
+        ends at 0: the last step is the full multistep step) and the latest slopes."""
+        st = self._state
+        history = (self._slope(out, sample, pred, s), *st.history[: self.solver.order - 1])
+        self._state = LMSState(st.coefficients, history)
+        return lms_update(sample, st.coefficients[j], history)
 
     def step(
         self,

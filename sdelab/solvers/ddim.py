@@ -11,11 +11,35 @@ from torch import Tensor
 
 from .._checks import check_positive
 from ..sde.base import SDE
-from ._exp import coeffs, data_prediction, require_linear
+from ._exp import Coeffs, coeffs, data_prediction, require_linear
 from .grid import GridSolver, Step
 from .pc import gaussian_noise
 
-__all__ = ["DDIM"]
+__all__ = ["DDIM", "ddim_noise_split", "ddim_variance_ratio"]
+
+
+def ddim_variance_ratio(c: Coeffs, n: Coeffs, eta: float) -> float:
+    r"""$q = (\varsigma_t/\sigma_t)^2 = \eta^2(1 - e^{-2h})$, $h = \lambda_t - \lambda_s$, of the
+    DDIM step from ``c`` to ``n`` (Song et al. 2021a, eq. 16); raises unless $q \le 1$."""
+    q = eta * eta * -math.expm1(-2.0 * (n.lam - c.lam))
+    if not q <= 1.0:
+        raise ValueError(
+            f"eta={eta!r} is too large for the step {c.t!r} -> {n.t!r}: eta^2 (1 - e^(-2h)) = "
+            f"{q!r} must be <= 1 (use eta <= 1)"
+        )
+    return q
+
+
+def ddim_noise_split(c: Coeffs, n: Coeffs, eta: float) -> tuple[float, float]:
+    r"""The two noise coefficients of the DDIM step from ``c`` to ``n`` (Song et al. 2021a,
+    eq. 12): $\big(\sigma_t\sqrt{1 - q},\ \sigma_t\sqrt q\big) = \big(\sqrt{\sigma_t^2 -
+    \varsigma_t^2},\ \varsigma_t\big)$ (`ddim_variance_ratio`), so $x_t = m_t D +
+    \sqrt{\sigma_t^2 - \varsigma_t^2}\,\hat\epsilon + \varsigma_t z$. A target with
+    $\sigma_t = 0$ (the clean level) gives $(0, 0)$."""
+    if n.sigma == 0.0:
+        return 0.0, 0.0
+    q = ddim_variance_ratio(c, n, eta)
+    return n.sigma * math.sqrt(1.0 - q), n.sigma * math.sqrt(q)
 
 
 @dataclass(frozen=True)
@@ -77,12 +101,7 @@ class DDIM(GridSolver):
         h = n.lam - c.lam
         if self.eta == 0:
             return (n.sigma / c.sigma) * x - (n.m * math.expm1(-h)) * d, None
-        q = self.eta * self.eta * -math.expm1(-2.0 * h)  # (varsigma_t / sigma_t)^2
-        if not q <= 1.0:
-            raise ValueError(
-                f"eta={self.eta!r} is too large for the step {step.t!r} -> {step.t_next!r}: "
-                f"eta^2 (1 - e^(-2h)) = {q!r} must be <= 1 (use eta <= 1)"
-            )
+        q = ddim_variance_ratio(c, n, self.eta)  # (varsigma_t / sigma_t)^2
         # x_t = c_x x + (m_t - c_x m_s) D + varsigma z with c_x = sigma_t sqrt(1 - q) / sigma_s;
         # m_t - c_x m_s = -m_t expm1(-h + log(1 - q)/2) without cancellation.
         cx = n.sigma * math.sqrt(1.0 - q) / c.sigma

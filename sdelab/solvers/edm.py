@@ -73,12 +73,22 @@ class EDMStochastic(KarrasSolver):
             return 0.0
         return min(self.s_churn / steps, math.sqrt(2.0) - 1.0)
 
-    def scaled_step(self, sde, score, x, xs, c, cn, step, generator):
-        gamma = self.gamma(c.nsr, step.count)
+    def churn_std(self, s: float, s_hat: float) -> float:
+        r"""The std of the churn noise from $s_i$ up to $\hat s_i$:
+        $\sqrt{\hat s_i^2 - s_i^2}\,S_{\mathrm{noise}}$ (Algorithm 2, line 6)."""
+        return math.sqrt(max(s_hat * s_hat - s * s, 0.0)) * self.s_noise
+
+    def churn(self, sde, xs, c, steps: int, generator):
+        r"""$(\hat x_i, \hat c_i)$: the churned scaled state and the `Coeffs` of $\hat s_i$
+        (capped at $s(T)$); ``(xs, c)`` itself where $\gamma_i = 0$ (no draw)."""
+        gamma = self.gamma(c.nsr, steps)
         if gamma > 0.0:
             top = coeffs(sde, sde.T)
             hat = top if (1.0 + gamma) * c.nsr >= top.nsr else level(sde, c.lam - math.log1p(gamma))
             if hat.nsr > c.nsr:
-                std = math.sqrt(hat.nsr**2 - c.nsr**2) * self.s_noise
-                return heun_step(score, xs + gaussian_noise(xs, generator, std), hat, cn)
-        return heun_step(score, xs, c, cn, x)
+                return xs + gaussian_noise(xs, generator, self.churn_std(c.nsr, hat.nsr)), hat
+        return xs, c
+
+    def scaled_step(self, sde, score, x, xs, c, cn, step, generator):
+        xh, hat = self.churn(sde, xs, c, step.count, generator)
+        return heun_step(score, xh, hat, cn, x if hat is c else None)

@@ -50,8 +50,12 @@ __all__ = [
     "Euler",
     "EulerAncestral",
     "Heun",
+    "KarrasSolver",
+    "StepPlan",
     "ancestral_split",
     "check_eta",
+    "heun_correct",
+    "heun_predict",
     "karras_derivative",
     "level",
 ]
@@ -99,6 +103,18 @@ def check_eta(eta: float) -> None:
         raise ValueError(f"eta must be a finite number >= 0, got {eta!r}")
 
 
+def heun_predict(xs: Tensor, d: Tensor, h: float) -> Tensor:
+    r"""Heun's predictor (Karras et al. 2022, Algorithm 1, line 5): $\tilde x' = \tilde x + h\,d$,
+    $h = s' - s$ (an Euler step)."""
+    return xs + h * d
+
+
+def heun_correct(xs: Tensor, d: Tensor, d2: Tensor, h: float) -> Tensor:
+    r"""Heun's corrector (Karras et al. 2022, Algorithm 1, line 8):
+    $\tilde x + h\,\tfrac12(d + d')$ with the slope $d'$ at the predictor."""
+    return xs + h * ((d + d2) / 2)
+
+
 def heun_step(score, xs: Tensor, c: Coeffs, cn: Coeffs, x: Tensor | None = None) -> Tensor:
     r"""Heun's method (explicit trapezoidal rule) from $s$ to $s'$ in the scaled state
     (Karras et al. 2022, Algorithm 1, lines 5-8): two score evaluations,
@@ -108,16 +124,59 @@ def heun_step(score, xs: Tensor, c: Coeffs, cn: Coeffs, x: Tensor | None = None)
     """
     h = cn.nsr - c.nsr
     d = karras_derivative(score, xs, c, x)
-    d2 = karras_derivative(score, xs + h * d, cn)
-    return xs + h * ((d + d2) / 2)
+    d2 = karras_derivative(score, heun_predict(xs, d, h), cn)
+    return heun_correct(xs, d, d2, h)
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    r"""The Python floats of one step of a Karras-family method in the scaled state, computed
+    once per grid step (`KarrasSolver.plan`) and read by `KarrasSolver.stage_input` and
+    `KarrasSolver.finish`: the same numbers serve `sdelab.sample` and the diffusers-style
+    scheduler classes, which call the stages one model output at a time.
+
+    Attributes:
+        levels: the `Coeffs` of the score evaluations, the step's start first.
+        weights: the step sizes in $s$ of the method's updates (see each method).
+        std: $s_\uparrow$, the std of the fresh noise added at the end (0: none).
+    """
+
+    levels: tuple[Coeffs, ...]
+    weights: tuple[float, ...]
+    std: float = 0.0
 
 
 class KarrasSolver(GridSolver):
-    """A step of the family in the scaled state: `scaled_step` maps $\\tilde x$ at ``c`` to
-    $\\tilde x$ at ``cn``; `step` does the scaling $\\tilde x = x/m$ and back."""
+    r"""A step of the family in the scaled state, as stages: `plan` fixes the levels and
+    weights (floats), the slope $d_0$ at the start is evaluated, then for every further level
+    `stage_input` gives the point where the next slope is evaluated, and `finish` combines the
+    slopes (plus any fresh noise) into $\tilde x$ at the step's end. `scaled_step` runs the
+    stages with the score; `step` does the scaling $\tilde x = x/m$ and back."""
 
     order: float | None = None
     stochastic = False
+
+    def plan(self, sde: SDE, c: Coeffs, cn: Coeffs, step: Step) -> StepPlan:
+        """The levels and weights of the step from ``c`` to ``cn``."""
+        raise NotImplementedError
+
+    def stage_input(self, plan: StepPlan, xs: Tensor, slopes: list[Tensor]) -> Tensor:
+        r"""The input of stage ``len(slopes)``: by default the Euler step
+        $\tilde x + w_{k-1} d_{k-1}$ with the latest slope."""
+        return xs + plan.weights[len(slopes) - 1] * slopes[-1]
+
+    def finish(
+        self,
+        plan: StepPlan,
+        xs: Tensor,
+        slopes: list[Tensor],
+        generator: torch.Generator | None,
+        noise: Tensor | None = None,
+    ) -> Tensor:
+        r"""$\tilde x$ at the step's end: by default $\tilde x + w_{\mathrm{last}}\,
+        d_{\mathrm{last}}$, then $s_\uparrow z$ where ``plan.std`` > 0, with $z$ drawn from
+        ``generator`` or given as ``noise`` (a standard normal draw shaped like ``xs``)."""
+        return _add_noise(xs + plan.weights[-1] * slopes[-1], plan.std, generator, noise)
 
     def scaled_step(
         self,
@@ -130,8 +189,13 @@ class KarrasSolver(GridSolver):
         step: Step,
         generator: torch.Generator | None,
     ) -> Tensor:
-        r"""$\tilde x$ at ``cn`` from ``xs`` $= \tilde x$ (and ``x`` $= m\tilde x$) at ``c``."""
-        raise NotImplementedError
+        r"""$\tilde x$ at ``cn`` from ``xs`` $= \tilde x$ (and ``x`` $= m\tilde x$) at ``c``:
+        the stages of `plan` with the slopes $(\tilde x - D)/s$ of ``score``."""
+        plan = self.plan(sde, c, cn, step)
+        slopes = [karras_derivative(score, xs, plan.levels[0], x)]
+        for lv in plan.levels[1:]:
+            slopes.append(karras_derivative(score, self.stage_input(plan, xs, slopes), lv))
+        return self.finish(plan, xs, slopes, generator)
 
     def init(self, sde: SDE, x: Tensor, times: list[float]) -> None:
         require_linear(sde, type(self).__name__)
@@ -142,22 +206,20 @@ class KarrasSolver(GridSolver):
         return xs * cn.m, state
 
 
-def _midpoint_step(sde, score, x, xs, c, s_to: float) -> Tensor:
+def _midpoint_plan(sde, c: Coeffs, s_to: float) -> tuple[tuple[Coeffs, ...], tuple[float, ...]]:
     r"""DPM2's update to $s_{\mathrm{to}}$: an Euler half step to the midpoint in $\log s$,
-    $s_{\mathrm{mid}} = \sqrt{s\,s_{\mathrm{to}}}$, and the full step with the slope there."""
+    $s_{\mathrm{mid}} = \sqrt{s\,s_{\mathrm{to}}}$, and the full step with the slope there:
+    levels $(s, s_{\mathrm{mid}})$, weights $(s_{\mathrm{mid}} - s,\ s_{\mathrm{to}} - s)$."""
     mid = level(sde, 0.5 * (c.lam - math.log(s_to)))
-    d = karras_derivative(score, xs, c, x)
-    d2 = karras_derivative(score, xs + (mid.nsr - c.nsr) * d, mid)
-    return xs + (s_to - c.nsr) * d2
+    return (c, mid), (mid.nsr - c.nsr, s_to - c.nsr)
 
 
-def _euler(score, x, xs, c, s_to: float) -> Tensor:
-    r"""Euler's step to $s_{\mathrm{to}}$: $\tilde x + (s_{\mathrm{to}} - s)\,d$."""
-    return xs + (s_to - c.nsr) * karras_derivative(score, xs, c, x)
-
-
-def _add_noise(xs: Tensor, std: float, generator) -> Tensor:
-    return xs if std == 0.0 else xs + gaussian_noise(xs, generator, std)
+def _add_noise(xs: Tensor, std: float, generator, noise: Tensor | None = None) -> Tensor:
+    if std == 0.0:
+        return xs
+    if noise is None:
+        return xs + gaussian_noise(xs, generator, std)
+    return torch.add(xs, noise, alpha=std)
 
 
 @dataclass(frozen=True)
@@ -176,8 +238,8 @@ class Euler(KarrasSolver):
     order = 1.0
     nfe_per_step = 1
 
-    def scaled_step(self, sde, score, x, xs, c, cn, step, generator):
-        return _euler(score, x, xs, c, cn.nsr)
+    def plan(self, sde, c, cn, step):
+        return StepPlan((c,), (cn.nsr - c.nsr,))
 
 
 @dataclass(frozen=True)
@@ -199,8 +261,14 @@ class Heun(KarrasSolver):
     order = 2.0
     nfe_per_step = 2
 
-    def scaled_step(self, sde, score, x, xs, c, cn, step, generator):
-        return heun_step(score, xs, c, cn, x)
+    def plan(self, sde, c, cn, step):
+        return StepPlan((c, cn), (cn.nsr - c.nsr,))
+
+    def stage_input(self, plan, xs, slopes):
+        return heun_predict(xs, slopes[0], plan.weights[0])
+
+    def finish(self, plan, xs, slopes, generator, noise=None):
+        return heun_correct(xs, slopes[0], slopes[1], plan.weights[0])
 
 
 @dataclass(frozen=True)
@@ -221,14 +289,14 @@ class DPM2(KarrasSolver):
     order = 2.0
     nfe_per_step = 2
 
-    def scaled_step(self, sde, score, x, xs, c, cn, step, generator):
-        return _midpoint_step(sde, score, x, xs, c, cn.nsr)
+    def plan(self, sde, c, cn, step):
+        return StepPlan(*_midpoint_plan(sde, c, cn.nsr))
 
 
 @dataclass(frozen=True)
 class _Ancestral(KarrasSolver):
     r"""Shared by the ancestral variants: the ``eta`` option, the split into a deterministic
-    step down to $s_\downarrow$ (`down_step`; Euler where $s_\downarrow = 0$) and fresh noise
+    step down to $s_\downarrow$ (`down_plan`; Euler where $s_\downarrow = 0$) and fresh noise
     of std $s_\uparrow$, and the deterministic limit ``eta=0`` (order ``_order``)."""
 
     eta: float = 1.0
@@ -249,16 +317,16 @@ class _Ancestral(KarrasSolver):
     def weak_order(self) -> float | None:  # type: ignore[override]
         return 1.0 if self.eta > 0 else None
 
-    def scaled_step(self, sde, score, x, xs, c, cn, step, generator):
+    def plan(self, sde, c, cn, step):
         down, up = ancestral_split(c.nsr, cn.nsr, self.eta)
         if down == 0.0:
-            xs = _euler(score, x, xs, c, down)
-        else:
-            xs = self.down_step(sde, score, x, xs, c, down)
-        return _add_noise(xs, up, generator)
+            return StepPlan((c,), (down - c.nsr,), up)
+        return StepPlan(*self.down_plan(sde, c, down), up)
 
-    def down_step(self, sde, score, x, xs, c, down: float) -> Tensor:
-        r"""The deterministic part: $\tilde x$ at $s_\downarrow > 0$."""
+    def down_plan(
+        self, sde, c: Coeffs, down: float
+    ) -> tuple[tuple[Coeffs, ...], tuple[float, ...]]:
+        r"""The levels and weights of the deterministic part, down to $s_\downarrow > 0$."""
         raise NotImplementedError
 
 
@@ -282,8 +350,8 @@ class EulerAncestral(_Ancestral):
 
     nfe_per_step = 1
 
-    def down_step(self, sde, score, x, xs, c, down):
-        return _euler(score, x, xs, c, down)
+    def down_plan(self, sde, c, down):
+        return (c,), (down - c.nsr,)
 
 
 @dataclass(frozen=True)
@@ -306,8 +374,8 @@ class DPM2Ancestral(_Ancestral):
     nfe_per_step = 2
     _order = 2.0
 
-    def down_step(self, sde, score, x, xs, c, down):
-        return _midpoint_step(sde, score, x, xs, c, down)
+    def down_plan(self, sde, c, down):
+        return _midpoint_plan(sde, c, down)
 
 
 @dataclass(frozen=True)
@@ -334,7 +402,16 @@ class DPMpp2SAncestral(_Ancestral):
     nfe_per_step = 2
     _order = 2.0
 
+    def scaled_step(self, sde, score, x, xs, c, cn, step, generator):
+        down, up = ancestral_split(c.nsr, cn.nsr, self.eta)
+        if down == 0.0:  # Euler to s = 0
+            xs = xs + (down - c.nsr) * karras_derivative(score, xs, c, x)
+        else:
+            xs = self.down_step(sde, score, x, xs, c, down)
+        return _add_noise(xs, up, generator)
+
     def down_step(self, sde, score, x, xs, c, down):
+        r"""The DPM-Solver++(2S) step down to $s_\downarrow > 0$ (two data predictions)."""
         h = -math.log(down) - c.lam
         mid = level(sde, c.lam + 0.5 * h)
         rh = mid.lam - c.lam

@@ -14,7 +14,7 @@ from ._exp import coeffs, require_linear
 from .grid import GridSolver, Step
 from .karras import karras_derivative
 
-__all__ = ["LMS", "LMSState", "lms_coefficients"]
+__all__ = ["LMS", "LMSState", "lms_coefficients", "lms_update"]
 
 #: the 2-point Gauss-Legendre rule on [-1, 1] (nodes +-1/sqrt(3), weights 1): exact for
 #: polynomials of degree <= 3, the degree of the Lagrange basis for order <= 4
@@ -44,6 +44,15 @@ def lms_coefficients(s: list[float], i: int, order: int) -> tuple[float, ...]:
         return p
 
     return tuple(half * sum(basis(j, tau) for tau in taus) for j in range(order))
+
+
+def lms_update(xs: Tensor, weights: tuple[float, ...], history: tuple[Tensor, ...]) -> Tensor:
+    r"""The Adams-Bashforth step $\tilde x_{i+1} = \tilde x_i + \sum_j c_{ij}\,d_{i-j}$ with the
+    weights of `lms_coefficients` and the slopes ``history`` (newest first)."""
+    update = weights[0] * history[0]
+    for w, d in zip(weights[1:], history[1:], strict=False):
+        update = update + w * d
+    return xs + update
 
 
 @dataclass(frozen=True)
@@ -122,8 +131,5 @@ class LMS(GridSolver):
         c, cn = coeffs(sde, step.t), coeffs(sde, step.t_next)
         xs = x / c.m
         history = (karras_derivative(score, xs, c, x), *state.history[: self.order - 1])
-        weights = state.coefficients[step.index]
-        update = weights[0] * history[0]
-        for w, d in zip(weights[1:], history[1:], strict=False):
-            update = update + w * d
-        return (xs + update) * cn.m, LMSState(state.coefficients, history)
+        xs = lms_update(xs, state.coefficients[step.index], history)
+        return xs * cn.m, LMSState(state.coefficients, history)
