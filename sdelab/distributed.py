@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -43,17 +43,28 @@ __all__ = [
     "block_seed",
     "blocks",
     "check_same",
+    "close",
     "collect",
+    "config_hash",
     "init_from_env",
     "is_distributed",
     "log_likelihood_sharded",
+    "raise_if_failed",
     "rank",
+    "report_error",
     "sample_sharded",
     "shard",
     "stop_together",
     "store",
     "world_size",
 ]
+
+if TYPE_CHECKING:
+    from .likelihood import LikelihoodResult
+    from .sampling import SampleResult
+    from .sde.base import SDE
+    from .sde.reverse import Score
+    from .solvers.base import Solver
 
 T = TypeVar("T")
 
@@ -239,7 +250,7 @@ def world_size() -> int:
     return _SESSION.world_size
 
 
-def store():
+def store() -> Any:
     """The rendezvous store shared by the ranks (``None`` in a single process): a
     ``torch.distributed.Store`` with the session's timeout, under this package's prefix."""
     return _SESSION._store
@@ -526,15 +537,15 @@ def _run_blocks(
 
 
 def sample_sharded(
-    sde,
-    score,
-    solver,
+    sde: SDE,
+    score: Score,
+    solver: Solver,
     shape: Sequence[int],
     *,
     seed: int,
     block_size: int = 256,
     **options: Any,
-):
+) -> SampleResult:
     r"""`sdelab.sample` of ``shape[0]`` samples split into blocks over the ranks.
 
     The batch is cut into blocks of ``block_size`` rows (`blocks`); block $b$ is sampled by
@@ -576,7 +587,7 @@ def sample_sharded(
         "shape": list(shape),
         "seed": seed,
         "block_size": block_size,
-        "options": {k: repr(v) for k, v in options.items() if k != "device"},
+        "options": {k: repr(v) for k, v in options.items() if k not in ("device", "progress")},
     }
 
     def work(b: int, a: int, z: int):
@@ -595,14 +606,14 @@ def sample_sharded(
 
 
 def log_likelihood_sharded(
-    sde,
-    score,
+    sde: SDE,
+    score: Score,
     x: Tensor,
     *,
     seed: int = 0,
     block_size: int = 256,
     **options: Any,
-):
+) -> LikelihoodResult:
     r"""`sdelab.log_likelihood` of a data set split into blocks over the ranks.
 
     Rows $[b s, (b+1) s)$ of ``x`` form block $b$ (`blocks`), computed by rank $b \bmod K$
@@ -640,7 +651,7 @@ def log_likelihood_sharded(
         "data": _tensor_digest(x),
         "seed": seed,
         "block_size": block_size,
-        "options": {k: repr(v) for k, v in options.items()},
+        "options": {k: repr(v) for k, v in options.items() if k != "progress"},
     }
 
     def work(b: int, a: int, z: int):

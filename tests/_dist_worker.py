@@ -54,8 +54,11 @@ QUIET = ("--no-plots", "--no-progress")
 
 def main() -> int:
     case, out = sys.argv[1], Path(sys.argv[2])
-    sd.init_from_env(timeout=15, op_timeout=float(sys.argv[3]) if len(sys.argv) > 3 else 30)
+    sd.init_from_env(timeout=60, op_timeout=float(sys.argv[3]) if len(sys.argv) > 3 else 30)
     r = sd.rank()
+    if case == "cli":  # the command lines in OUT/commands.json, one after the other
+        rcs = [cli(argv) for argv in json.loads((out / "commands.json").read_text())]
+        return max(rcs)
     if case == "all":
         # 1. sampling and likelihoods, 2. compare through the CLI, 3. differing configs,
         # 4. a rank that raises (last: it poisons the session)
@@ -86,6 +89,21 @@ def main() -> int:
             report["raised"] = ["ValueError", r, str(e)]
         (out / f"rank{r}.json").write_text(json.dumps(report))
         return 0
+    if case == "compare-die":  # rank 1 is killed (SIGKILL) right after its first cell
+        import os
+        import signal
+
+        from sdelab.experiments import sharded
+
+        append = sharded._append
+
+        def append_then_die(path, record):
+            append(path, record)
+            if r == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        sharded._append = append_then_die
+        case = "compare"
     if case == "compare":  # the CLI alone (the kill and resume test)
         return cli(
             ["compare", "--config", str(out / "grid.json"), "--out", str(out / "cmp"), *QUIET]

@@ -17,11 +17,13 @@ examples:
   sdelab compare --preset inverse --quick     # conditional samplers vs the exact posterior
   sdelab compare --config examples/compare.toml --out my-results
   sdelab compare --score mymodel:score --data data.npy --sde vp --n-samples 1000
+  torchrun --nproc-per-node 2 -m sdelab.cli compare --quick   # cells shared by 2 ranks
   sdelab compare --quick --score run/          # a `sdelab train --data gmm2d --out run` score
 
 A run appends to OUT/results.jsonl as each cell finishes; rerunning with the same --out
 resumes and computes only the missing cells (failed cells are kept unless --retry-failed);
-a second run on the same --out is refused while the first holds its lock.
+a second run on the same --out is refused while the first holds its lock. Under torchrun
+each rank appends to OUT/results.rank{r}.jsonl and rank 0 merges them (docs: Scaling out).
 """
 
 

@@ -30,6 +30,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -282,8 +283,8 @@ def compare_sharded(
     out: str | Path = "sdelab-results",
     *,
     device: str | torch.device = "cpu",
-    score=None,
-    data=None,
+    score: str | Callable | None = None,
+    data: str | Path | torch.Tensor | None = None,
     progress: bool = True,
     plots: bool = True,
     threads: int | None = 1,

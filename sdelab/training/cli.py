@@ -100,10 +100,19 @@ def train_run(args: argparse.Namespace) -> int:
     import sdelab
     from sdelab.data import load
 
+    from .. import distributed as dist
     from .train import train
 
     try:
+        dist.init_from_env()  # torchrun: DistributedDataParallel, rank 0 checkpoints
         device = _device(args.device)
+        if (
+            device is not None
+            and device.type == "cuda"
+            and device.index is None
+            and dist.is_distributed()
+        ):
+            device = torch.device("cuda", torch.cuda.current_device())  # cuda:LOCAL_RANK
         ds = load(args.data)
         image = ds.data.ndim == 4
         steps, batch, net_kind = _DEFAULTS["image" if image else "vector"]
@@ -126,6 +135,11 @@ def train_run(args: argparse.Namespace) -> int:
     except FloatingPointError as err:
         print(f"sdelab train: {err}", file=sys.stderr)
         return 1
+    except (dist.RankFailed, dist.RendezvousError) as err:
+        print(f"sdelab train (rank {dist.rank()}): {err}", file=sys.stderr)
+        return 1
+    if dist.rank() != 0:
+        return 0
     tail = res.losses[-min(100, len(res.losses)) :]
     print(
         f"trained {res.steps} steps; mean loss of the last {len(tail)}: "
@@ -151,6 +165,19 @@ def sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="torch device (default cpu)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _block_size_arg(p)
+
+
+def _block_size_arg(p: argparse.ArgumentParser) -> None:
+    # sdelab.distributed: blocks seeded by (seed, block index), so any number of torchrun ranks
+    # gives the same result
+    p.add_argument(
+        "--block-size",
+        type=int,
+        default=256,
+        help="samples per block, each block seeded from --seed and its index (default 256); "
+        "under torchrun the blocks are shared by the ranks, same result for any number",
+    )
 
 
 def _solver(name: str):
@@ -210,10 +237,11 @@ def sample_run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..sampling import sample
+    from .. import distributed as dist
     from .checkpoint import load_checkpoint, read_config
 
     try:
+        dist.init_from_env()  # torchrun: the ranks share the blocks (a no-op otherwise)
         out = Path(args.out)
         if out.suffix not in (".npy", ".png"):
             raise _Usage(f"--out must end in .npy or .png, got {args.out!r}")
@@ -225,12 +253,13 @@ def sample_run(args: argparse.Namespace) -> int:
         solver = _solver(args.solver)
         if args.threads:
             torch.set_num_threads(args.threads)
-        gen = torch.Generator(device=device or "cpu").manual_seed(args.seed)
         shape = (args.n, *config["sample_shape"])
-        res = sample(
-            sde, score, solver, shape, steps=args.steps, generator=gen, device=device,
-            progress=not args.no_progress,
+        res = dist.sample_sharded(
+            sde, score, solver, shape, seed=args.seed, block_size=args.block_size,
+            steps=args.steps, device=device, progress=not args.no_progress and dist.rank() == 0,
         )  # fmt: skip
+        if dist.rank() != 0:  # rank 0 writes
+            return 0
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix == ".npy":
             np.save(out, res.x.detach().to("cpu").numpy())
@@ -238,6 +267,9 @@ def sample_run(args: argparse.Namespace) -> int:
             _save_png(res.x, out, config)
     except (ValueError, TypeError, ImportError) as err:
         return _fail("sample", err)
+    except (dist.RankFailed, dist.RendezvousError) as err:
+        print(f"sdelab sample (rank {dist.rank()}): {err}", file=sys.stderr)
+        return 1
     print(f"wrote {args.n} samples of shape {tuple(shape[1:])} to {out} ({res.nfe} NFE)")
     return 0
 
@@ -254,6 +286,7 @@ def likelihood_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="torch device (default cpu)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _block_size_arg(p)
 
 
 def likelihood_run(args: argparse.Namespace) -> int:
@@ -262,11 +295,12 @@ def likelihood_run(args: argparse.Namespace) -> int:
     bits/dim $= -(\log p(x) + D\log\Delta)/(D\ln 2)$ with the data's bin width $\Delta$."""
     import torch
 
+    from .. import distributed as dist
     from ..data import load
-    from ..likelihood import log_likelihood
     from .checkpoint import load_checkpoint
 
     try:
+        dist.init_from_env()  # torchrun: the ranks share the blocks (a no-op otherwise)
         device = _device(args.device)
         ds = load(args.data, split=args.split)
         if args.n is not None:
@@ -281,12 +315,17 @@ def likelihood_run(args: argparse.Namespace) -> int:
             x = ds.dequantize(x, generator=gen)
         if args.threads:
             torch.set_num_threads(args.threads)
-        res = log_likelihood(
-            sde, score, x, rtol=args.rtol, atol=args.rtol, generator=gen,
-            progress=not args.no_progress,
+        res = dist.log_likelihood_sharded(
+            sde, score, x, seed=args.seed, block_size=args.block_size, rtol=args.rtol,
+            atol=args.rtol, progress=not args.no_progress and dist.rank() == 0,
         )  # fmt: skip
+        if dist.rank() != 0:  # rank 0 prints
+            return 0
     except (ValueError, TypeError, ImportError) as err:
         return _fail("likelihood", err)
+    except (dist.RankFailed, dist.RendezvousError) as err:
+        print(f"sdelab likelihood (rank {dist.rank()}): {err}", file=sys.stderr)
+        return 1
     logp = res.logp.to("cpu", torch.float64)
     n, dim = x.shape[0], ds.dim
     nats = float(logp.mean())

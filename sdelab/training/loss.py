@@ -307,14 +307,19 @@ def _dsm_loss(
     parametrization: str,
     eps: float,
     generator: torch.Generator | None,
+    rows: slice | None = None,
 ) -> Tensor:
     """`dsm_loss` without the checks of its arguments (no host synchronisation): for a training
-    loop that validated its data once."""
+    loop that validated its data once. With ``rows`` the times and noise are drawn for the
+    whole batch and the loss is the mean over ``x0[rows]`` alone (a DistributedDataParallel
+    rank's slice: every rank's generator stays in the same state)."""
     t = sample_time(
         sde, weighting, x0.shape[0], eps=eps, generator=generator, device=x0.device,
         dtype=x0.dtype,
     )  # fmt: skip
     z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    if rows is not None:
+        x0, t, z = x0[rows], t[rows], z[rows]
     m, std = sde.marginal_coeffs(t)
     xt = tm.bcast(m, x0) * x0 + tm.bcast(std, x0) * z
     out = check_like("model", model(xt, t), x0)

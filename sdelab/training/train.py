@@ -223,6 +223,14 @@ def train(
             f"batch_size must be at most the {x.shape[0]} samples of the data, got {batch_size}"
         )
     check_rows_finite("data", x)
+    from .. import distributed as dist
+
+    world, rank = dist.world_size(), dist.rank()  # torchrun: DistributedDataParallel
+    if batch_size % world:
+        raise ValueError(
+            f"batch_size must be a multiple of the {world} ranks (each takes an equal slice), "
+            f"got {batch_size}"
+        )
 
     param = next(iter(model.parameters()), None)
     if device is None:
@@ -305,6 +313,16 @@ def train(
             losses_all = tensors["losses"].to(torch.float32)
             last_ckpt = out_dir / f"step-{start:08d}.json"
 
+    net: nn.Module = model
+    if world > 1:  # every rank draws the whole batch from gen and trains on its slice
+        from torch.nn.parallel import DistributedDataParallel
+
+        dist.check_same({**config, "resume": resume, "out": str(out)}, "training configuration")
+        ids = [device.index] if device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids)  # averages the slices' gradients
+    if rank != 0:
+        out_dir = None  # checkpoints are written by rank 0 only
+
     fresh = [out_dir is not None and not resume]
 
     def save(step: int, losses: Tensor) -> Path:
@@ -315,7 +333,7 @@ def train(
         return ckpt.save(out_dir, meta, _state_tensors(model, ema_model, opt, losses))
 
     bar = None
-    if progress and start < steps:
+    if progress and start < steps and rank == 0:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
@@ -354,9 +372,18 @@ def train(
         if bin_width is not None:
             u = torch.rand(x0.shape, generator=gen, device=device, dtype=dtype)
             x0 = x0 + (u - 0.5) * bin_width
-        loss = _dsm_loss(sde, model, x0, weighting, parametrization, eps, gen)
+        if world > 1:  # the whole batch's draws on every rank, the loss of this rank's slice
+            part = batch_size // world
+            rows = slice(rank * part, (rank + 1) * part)
+            loss = _dsm_loss(sde, net, x0, weighting, parametrization, eps, gen, rows)
+        else:
+            loss = _dsm_loss(sde, model, x0, weighting, parametrization, eps, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if world > 1:  # the whole batch's loss, the same on every rank (for losses, NaN)
+            loss = loss.detach().clone()
+            torch.distributed.all_reduce(loss)
+            loss = loss / world
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(params, grad_clip)
         if warmup:
