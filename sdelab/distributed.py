@@ -345,10 +345,10 @@ def _wait(st, keys: list[str], s: Session, what: str, timeout: float | None = No
     timeout = s.timeout if timeout is None else timeout
     deadline = time.monotonic() + timeout
     while True:
+        if st.check(keys):  # first: keys all there means the wait succeeded, even if a rank
+            return  # failed later (it may have moved on past this point already)
         if st.check([_ERROR_KEY]):
             _raise_failed(st)
-        if st.check(keys):
-            return
         if time.monotonic() > deadline:
             missing = [k for k in keys if not st.check([k])]
             raise RankFailed(
