@@ -57,7 +57,7 @@ from .solvers import (
     TorchSDE,
     UniPC,
 )
-from .training import dsm_loss
+from .training import TrainResult, dsm_loss, load_checkpoint, train
 
 __version__ = "0.1.0"
 
@@ -105,6 +105,7 @@ __all__ = [
     "SubVPSDE",
     "Times",
     "TorchSDE",
+    "TrainResult",
     "UniPC",
     "UniformLogSNR",
     "UniformTime",
@@ -114,11 +115,13 @@ __all__ = [
     "dsm_loss",
     "encode",
     "invert",
+    "load_checkpoint",
     "log_likelihood",
     "reconstruct",
     "sample",
     "score_from_diffusers_model",
     "score_from_noise",
     "time_grid",
+    "train",
     "tweedie_denoise",
 ]
