@@ -7,7 +7,7 @@ Run by hand (the default takes tens of minutes on a busy 2-core machine; ``--qui
 
 For each of ``gmm2d`` and ``gmm16`` an `sdelab.nets.MLPScore` is trained with
 `sdelab.training.train` on the data set's train split, in chunks of ``--every`` steps (each
-chunk resumes from the last checkpoint), and after each chunk the weighted Fisher divergence
+chunk resumes from the last checkpoint; the first starts over), and after each chunk the weighted Fisher divergence
 of the EMA score to the exact score,
 
 $$ \mathcal D_{\sigma^2} = \mathbb E_t\,\sigma(t)^2\,\mathbb E_{x_t}\lVert s_\theta(x_t, t)
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -65,8 +64,9 @@ def fisher_curve(sde, data, mixture, held_out, size, out: Path, seed: int, log) 
     for step in range(size["every"], size["steps"] + 1, size["every"]):
         t0 = time.perf_counter()
         result = train(
-            sde, model, data, steps=step, out=out, resume=True, seed=seed, progress=False
-        )
+            sde, model, data, steps=step, out=out, resume=step > size["every"], seed=seed,
+            progress=False,
+        )  # fmt: skip
         t_train += time.perf_counter() - t0
         fd = fisher_divergence(
             sde, result.score, mixture, held_out, n_t=4, generator=torch.Generator().manual_seed(1)
@@ -84,7 +84,12 @@ def energy_vs_floor(sde, score, mixture, n: int, seed: int, draws: int = 4) -> d
     floors = [float(energy_distance(mixture.sample(n, generator=g), truth)) for _ in range(draws)]
     solver = sdelab.ProbabilityFlowODE(rtol=1e-5, atol=1e-5)
     res = sdelab.sample(
-        sde, score, solver, (n, mixture.dim), eps=1e-3, generator=torch.Generator().manual_seed(seed)
+        sde,
+        score,
+        solver,
+        (n, mixture.dim),
+        eps=1e-3,
+        generator=torch.Generator().manual_seed(seed),
     )
     e = float(energy_distance(res.x.to(truth.dtype), truth))
     floor = sum(floors) / draws
@@ -207,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
             "exact": energy_vs_floor(sde, mixture.score(sde), mixture, size["n_energy"], args.seed),
         }
         grid = side_by_side("vp", score, mixture, size, out / name / "compare", args.seed)
-        params = MLPScore(data.dim, hidden=size["hidden"]).parameter_count()
+        params = MLPScore(data.dim, hidden=size["hidden"]).parameter_count
         results["datasets"][name] = {**fc, "energy": energy, "grid": grid, "params": params}
     results["wall_s"] = time.perf_counter() - t_all
     md = tables(results)
