@@ -68,7 +68,7 @@ fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), sharex=True, sharey=True)
 axes[0].scatter(*moons.data[:2000].T, s=2, alpha=0.5)
 axes[0].set_title("data (2000 of 10,000)")
 axes[1].scatter(*samples.T, s=2, alpha=0.5, color="C1")
-axes[1].set_title(f"trained model, DPM-Solver++ 2M, 50 steps")
+axes[1].set_title("trained model, DPM-Solver++ 2M, 50 steps")
 for ax in axes:
     ax.set_aspect("equal")
 fig.tight_layout()
@@ -118,9 +118,9 @@ plt.show()
 #    s_\theta(x_t, t) - \nabla\log p_t(x_t)\big\rVert^2 . $$
 #
 # `fisher_divergence` draws $x_t$ by perturbing held-out data rows with the SDE's kernel, so
-# it measures the score where the sampler will use it. The exact score scores zero, and
-# an untrained network scores about the dimension (it gets $\sigma\nabla\log p_t$, of norm
-# about $\sqrt d$, wrong).
+# it measures the score where the sampler will use it. The exact score scores zero; an
+# untrained network (one step) scores of the order of the dimension, since
+# $\sigma\nabla\log p_t$ has a norm of about $\sqrt d$.
 
 # %%
 held_out = load("gmm2d", split="validation", n=2000).data
