@@ -60,6 +60,33 @@ COMMANDS["compare"] = (
 )
 
 
+def _training(name: str) -> tuple[Callable, Callable]:
+    """``(add_args, run)`` of a training command, imported when it is used."""
+
+    def add_args(p: argparse.ArgumentParser) -> None:
+        from .training import cli
+
+        getattr(cli, f"{name}_args")(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .training import cli
+
+        return getattr(cli, f"{name}_run")(args)
+
+    return add_args, run
+
+
+COMMANDS["train"] = (
+    "train a score model by denoising score matching (checkpoints, resumes after a kill)",
+    *_training("train"),
+)
+COMMANDS["sample"] = ("draw samples of a trained checkpoint to .npy or .png", *_training("sample"))
+COMMANDS["likelihood"] = (
+    "log-likelihood (nats, bits/dim) of data under a trained checkpoint",
+    *_training("likelihood"),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sdelab`` console script."""
     parser = argparse.ArgumentParser(prog="sdelab", description=__doc__.splitlines()[0])

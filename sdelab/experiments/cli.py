@@ -17,6 +17,7 @@ examples:
   sdelab compare --preset inverse --quick     # conditional samplers vs the exact posterior
   sdelab compare --config examples/compare.toml --out my-results
   sdelab compare --score mymodel:score --data data.npy --sde vp --n-samples 1000
+  sdelab compare --quick --score run/          # a `sdelab train --data gmm2d --out run` score
 
 A run appends to OUT/results.jsonl as each cell finishes; rerunning with the same --out
 resumes and computes only the missing cells (failed cells are kept unless --retry-failed);
@@ -72,7 +73,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--score",
         metavar="MODULE:CALLABLE",
-        help="a user's score model: score(x, t), or make(sde) -> score (needs --data)",
+        help="a user's score model: score(x, t), or make(sde) -> score (needs --data); or a "
+        "sdelab train checkpoint DIR of gmm2d/gmm16, run on its own mixture and SDE",
     )
     p.add_argument(
         "--data", metavar="FILE", help="data sample (.npy or .pt, shape (N, ...)) for --score"
@@ -180,9 +182,9 @@ def main(args: argparse.Namespace) -> int:
             base["metric"] = args.metric
         if args.sde is not None:
             base["sdes"] = args.sde
-        elif args.score is not None and not args.config:
+        elif args.score is not None and not args.config and not _checkpoint(args):
             raise ConfigError("--score needs --sde (the SDE the model was trained for) or --config")
-        if args.score is not None:
+        if args.score is not None and not _checkpoint(args):
             base["datasets"] = ["gmm2d"]  # replaced by the user's data; keeps the grid valid
             if base.get("metric") in ("mode_tv", "logp_gap"):
                 raise ConfigError(
@@ -227,6 +229,13 @@ def main(args: argparse.Namespace) -> int:
     for role, path in res.files.items():
         print(f"  {role:<9} {path}")
     return 0
+
+
+def _checkpoint(args: argparse.Namespace) -> bool:
+    """``--score DIR`` without ``--data``: a training checkpoint on its own mixture and SDE."""
+    from .compare import is_checkpoint
+
+    return args.data is None and is_checkpoint(args.score)
 
 
 def _main_inverse(args: argparse.Namespace, threads: int | None) -> int:

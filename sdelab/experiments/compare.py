@@ -196,6 +196,46 @@ def load_data(path: str | Path) -> torch.Tensor:
     return x.to(torch.float64)
 
 
+def is_checkpoint(score: object) -> bool:
+    """Whether ``score`` names a training checkpoint: a directory, or a ``step-*.json`` file."""
+    if not isinstance(score, str | os.PathLike):
+        return False
+    p = Path(score)
+    return p.is_dir() or (p.suffix == ".json" and p.is_file())
+
+
+def checkpoint_problem(cfg: CompareConfig, path: str | os.PathLike, device) -> tuple:
+    """``(grid, problem)`` for a training checkpoint's score on the mixture it was trained on.
+
+    The grid keeps its solvers, steps, seeds and metrics; its datasets become the checkpoint's
+    built-in mixture (named ``"<name>-trained"``, whose truth and noise floor are the exact
+    mixture's, so every metric of the exact-score run is there, side by side) and its SDEs the
+    checkpoint's SDE. Resume keys carry the checkpoint's weights hash.
+    """
+    from ..training.checkpoint import load_checkpoint, read_config
+    from .config.problems import SDE_KINDS
+
+    ck = read_config(path)
+    name = ck.get("data")
+    if name not in ("gmm2d", "gmm16"):
+        raise ValueError(
+            f"--score {str(path)!r}: a checkpoint without --data must be trained on a built-in "
+            f"mixture ('gmm2d' or 'gmm16'), got data {name!r}; pass --data FILE.npy for others"
+        )
+    sde_cfg = dict(ck["sde"])
+    cls = sde_cfg.pop("class")
+    kind = next((k for k, (c, _, _) in SDE_KINDS.items() if c == cls), None)
+    if kind is None:
+        raise ValueError(f"--score {str(path)!r}: compare runs VP, sub-VP and VE, got {cls}")
+    grid = cfg.to_dict()
+    grid["datasets"] = [name]
+    grid["sdes"] = [{"kind": kind, **sde_cfg}]
+    cfg = config_from_dict(grid)
+    _, trained = load_checkpoint(path, device=device)
+    ident = f"checkpoint {Path(path).resolve()} step {ck['step']} sha256 {ck['sha256'][:16]}"
+    return cfg, UserProblem(f"{name}-trained", lambda sde: trained, None, ident)
+
+
 def compare(
     config: CompareConfig | dict | str = "default",
     out: str | Path = "sdelab-results",
@@ -219,7 +259,10 @@ def compare(
         device: where to sample.
         score: a user's score model (``"module:callable"``, see `load_score`, or a factory
             ``make(sde) -> score``) to run in place of the exact mixture scores; needs
-            ``data``.
+            ``data``. Or a training checkpoint directory (`sdelab.train`'s ``out``) of a
+            built-in mixture ("gmm2d", "gmm16"): without ``data`` its trained score replaces
+            the exact one on the mixture and SDE it was trained on (see
+            `checkpoint_problem`); with ``data`` it is a user's score like any other.
         data: a data sample (file, see `load_data`, or tensor) defining the truth for a
             user's ``score``; the mixture-only metrics are omitted.
         progress: show a tqdm progress bar over cells.
@@ -240,10 +283,21 @@ def compare(
     t0 = time.perf_counter()
     cfg = _resolve_config(config)
     user = None
-    if (score is None) != (data is None):
+    if score is not None and data is None and is_checkpoint(score):
+        cfg, user = checkpoint_problem(cfg, score, device)
+    elif (score is None) != (data is None):
         raise ValueError("score and data go together: a user's score model needs a data sample")
-    if score is not None:
-        make = load_score(score) if isinstance(score, str) else score
+    elif score is not None:
+        if is_checkpoint(score):  # a checkpoint with a data sample: its score as a user's
+            from ..training.checkpoint import load_checkpoint
+
+            trained = load_checkpoint(score, device=device)[1]
+            score = str(score)
+
+            def make(sde):
+                return trained
+        else:
+            make = load_score(score) if isinstance(score, str) else score
         x = data if isinstance(data, torch.Tensor) else load_data(data)
         ident = score if isinstance(score, str) else getattr(score, "__qualname__", repr(score))
         name = Path(str(data)).stem if not isinstance(data, torch.Tensor) else "data"

@@ -165,13 +165,14 @@ class UserProblem:
         name: the dataset name shown in tables.
         make_score: ``make_score(sde) -> score(x, t)``.
         data: the data sample, shape (N, ...); two disjoint halves of it are the truth and
-            the noise-floor reference.
+            the noise-floor reference. ``None``: the grid's own mixtures are the truth (a
+            score trained on them, e.g. ``sdelab compare --score CHECKPOINT``).
         ident: a string identifying score and data in resume keys.
     """
 
     name: str
     make_score: Callable
-    data: Tensor
+    data: Tensor | None
     ident: str
 
 
@@ -344,7 +345,7 @@ class _Problem:
         self.flows = FlowReferences() if flows is None else flows
         dtype = getattr(torch, cell.dtype)
         n = cell.n_samples
-        if user is None:
+        if user is None or user.data is None:
             self.mixture: GaussianMixture | None = build_mixture(cell.dataset)
             g = torch.Generator().manual_seed(_truth_seed(cell.seed))
             draw = [self.mixture.sample(n, g) for _ in range(1 + FLOOR_DRAWS)]
@@ -534,7 +535,9 @@ def _run_locked(config, out: Path, dev, user, progress: bool, retry_failed: bool
 
     path = out / RESULTS_FILE
     datasets = None
-    if user is not None:
+    if user is not None and user.data is None:  # a trained score on the grid's mixtures
+        datasets = [{**ds, "name": user.name, "user": user.ident} for ds in config.datasets]
+    elif user is not None:
         n_max = user.data.shape[0] // 2
         if config.n_samples > n_max:
             raise ValueError(

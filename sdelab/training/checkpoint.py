@@ -188,7 +188,16 @@ def save(
     for _, old in _pairs(directory)[keep:]:
         for p in (old, _weights_path(old)):
             p.unlink(missing_ok=True)
+    for stale in directory.glob(".step-*.tmp"):  # left by a run killed while writing
+        stale.unlink(missing_ok=True)
     return json_path
+
+
+def remove_all(directory: str | os.PathLike) -> None:
+    """Delete every checkpoint pair in ``directory`` (for a run that starts over there)."""
+    for _, json_path in _pairs(Path(directory)):
+        json_path.unlink(missing_ok=True)
+        _weights_path(json_path).unlink(missing_ok=True)
 
 
 def _read_pair(json_path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
@@ -265,6 +274,19 @@ def split_state(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]
     """The entries of ``tensors`` under ``prefix + "."``, prefix removed."""
     n = len(prefix) + 1
     return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON config of the checkpoint `load_checkpoint` would load from ``path``."""
+    p = Path(path)
+    if p.is_file():
+        return _read_pair(p)[0]
+    found = latest(p) if p.is_dir() else None
+    if found is None:
+        raise CheckpointError(
+            f"path must be a checkpoint directory or step-*.json file, got {str(path)!r}"
+        )
+    return found[0]
 
 
 # --- the public loader -----------------------------------------------------------------------

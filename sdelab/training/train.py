@@ -52,21 +52,22 @@ class TrainResult:
     steps: int
 
 
-def _as_data(data: object) -> tuple[Tensor, str | None, float | None]:
-    """``(tensor, name, bin_width)`` of a `Dataset`, a data set name / ``.npy`` path or a
-    tensor."""
+def _as_data(data: object) -> tuple[Tensor, str | None, float | None, dict[str, Any]]:
+    """``(tensor, name, bin_width, description)`` of a `Dataset`, a data set name / ``.npy``
+    path or a tensor."""
     from ..data import Dataset, load
 
     if isinstance(data, str | os.PathLike):
         data = load(os.fspath(data))
     if isinstance(data, Dataset):
-        return data.data, data.name, data.bin_width
+        info = {"levels": data.levels, "value_range": data.value_range}
+        return data.data, data.name, data.bin_width, info
     if isinstance(data, Tensor):
         if not data.is_floating_point() or data.ndim < 2:
             raise ValueError(
                 f"data must be a floating tensor of shape (n, ...) with n >= 1, got {_short(data)}"
             )
-        return data, None, None
+        return data, None, None, {"levels": None, "value_range": None}
     raise TypeError(
         f"data must be a sdelab.data.Dataset, a data set name, a .npy path or a tensor, got "
         f"{type(data).__name__}"
@@ -110,6 +111,16 @@ def _mismatch(what: str, saved: object, asked: object, out: Path) -> CheckpointE
         f"out {str(out)!r} holds a checkpoint of a different {what}: it has {saved!r}, but "
         f"train was asked for {asked!r} (use another out, or resume=False to start over there)"
     )
+
+
+def _adamw(params: list[Tensor], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW, the fused implementation where torch has one for these parameters (one kernel
+    per step instead of a loop over tensors: about half the optimizer's time on the CPU),
+    else the default one."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
 def train(
@@ -165,7 +176,8 @@ def train(
         parametrization: what the network predicts (see `to_score`).
         out: a checkpoint directory, or ``None`` for none.
         resume: continue from the newest checkpoint in ``out`` (it must hold the same SDE and
-            network), else start over (older checkpoints there are replaced as it goes).
+            network), else start over (the checkpoints there are deleted when this run
+            writes its first one).
         seed: the seed of the run's generator.
         device: where to train (default: the device of ``model``'s parameters).
         progress: show a tqdm bar with the running loss.
@@ -202,7 +214,7 @@ def train(
     weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
     eps = _check_eps(sde, eps)
 
-    x, data_name, bin_width = _as_data(data)
+    x, data_name, bin_width, data_info = _as_data(data)
     if x.shape[0] < 1:
         raise ValueError(f"data must hold at least one sample, got shape {tuple(x.shape)}")
     batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -237,7 +249,7 @@ def train(
         for p, q in zip(model.parameters(), ema_model.parameters(), strict=True)
         if p.requires_grad
     ]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    opt = _adamw(params, lr, weight_decay)
     gen = torch.Generator(device=device).manual_seed(seed)
 
     net_config = model.config() if callable(getattr(model, "config", None)) else None
@@ -249,6 +261,7 @@ def train(
         "eps": eps,
         "optimizer": {
             "class": "AdamW",
+            "fused": bool(opt.defaults.get("fused")),
             "lr": lr,
             "betas": list(opt.defaults["betas"]),
             "eps": opt.defaults["eps"],
@@ -258,6 +271,8 @@ def train(
         },
         "ema": ema,
         "data": data_name,
+        "sample_shape": list(x.shape[1:]),
+        **data_info,
         "batch_size": batch_size,
         "seed": seed,
         "steps": steps,
@@ -290,7 +305,12 @@ def train(
             losses_all = tensors["losses"].to(torch.float32)
             last_ckpt = out_dir / f"step-{start:08d}.json"
 
+    fresh = [out_dir is not None and not resume]
+
     def save(step: int, losses: Tensor) -> Path:
+        if fresh[0]:  # resume=False: the first checkpoint of this run replaces the old ones
+            ckpt.remove_all(out_dir)
+            fresh[0] = False
         meta = {**config, "step": step, "rng_state": ckpt.encode_rng(gen.get_state())}
         return ckpt.save(out_dir, meta, _state_tensors(model, ema_model, opt, losses))
 
