@@ -42,7 +42,7 @@ MOONS_STEPS = 400 if SMALL else 3000
 GMM_STEPS = 400 if SMALL else 4000
 DIGITS_STEPS = 30 if SMALL else 2000
 N_TEST = 16 if SMALL else 300  # test images whose likelihood we compute
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # one thread: small batches, and a busy machine
 plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
 torch.manual_seed(0)  # the networks' initial weights; train draws from its own seeded generator
 sde = sdelab.VPSDE()
