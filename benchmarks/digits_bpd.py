@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
         lp = fitted["model"].score_samples(xte)
         results["models"][name] = {
             "test_bpd": bits_per_dim(lp, dim, width), "stderr": _stderr_bpd(lp, dim),
-            "median_bpd": _median_bpd(lp, dim, width), "validation_bpd": fitted["validation_bpd"], "chosen": fitted["chosen"],
+            "median_bpd": _median_bpd(lp, dim, width),
+            "validation_bpd": fitted["validation_bpd"], "chosen": fitted["chosen"],
             "fit_s": time.perf_counter() - t0,
         }  # fmt: skip
 
@@ -180,7 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
     lp = ll.logp.double().numpy()
     results["models"][f"score model ({label}, {net.parameter_count:,} parameters)"] = {
         "test_bpd": bits_per_dim(lp, dim, width), "stderr": _stderr_bpd(lp, dim),
-        "median_bpd": _median_bpd(lp, dim, width), "train_s": train_s, "likelihood_s": time.perf_counter() - t0, "nfe": int(ll.nfe),
+        "median_bpd": _median_bpd(lp, dim, width), "train_s": train_s,
+        "likelihood_s": time.perf_counter() - t0, "nfe": int(ll.nfe),
         "steps": size["steps"], "final_loss": float(np.mean(res.losses[-200:])),
     }  # fmt: skip
 
