@@ -183,3 +183,17 @@ def test_bad_data_and_scores():
         fisher_divergence(sde, lambda x, t: x[:, :1], MIX, x0)
     with pytest.raises(TypeError, match="sde must be a LinearSDE"):
         fisher_divergence(sdelab.GeometricBrownianMotion(), _zero, MIX, x0)
+
+
+def test_host_reads_do_not_grow_with_the_number_of_batches():
+    """On a GPU each host read is a synchronisation: the estimator reads once at the end (plus
+    the one-off input checks), however many batches it evaluates."""
+    from test_host_sync import count_host_reads
+
+    sde, x0 = SDES["vp"], _x0(256)
+    counts = []
+    for batch_size in (2048, 64):  # 1 batch, then 16
+        with count_host_reads() as stats:
+            fisher_divergence(sde, _zero, MIX, x0, batch_size=batch_size, generator=_gen(0))
+        counts.append(stats["reads"])
+    assert counts[0] == counts[1], counts
