@@ -198,3 +198,10 @@ def test_no_host_read_per_step():
             train(SDE, net, DATA, steps=steps, batch_size=16, progress=False)
         counts.append(stats["reads"])
     assert counts[1] - counts[0] <= 3 * 2, counts
+
+
+def test_progress_bar_shows_the_running_loss(capsys):
+    res = train(SDE, _net(), DATA, steps=60, batch_size=16, progress=True)
+    err = capsys.readouterr().err
+    assert "60/60" in err and "loss=" in err
+    assert len(res.losses) == 60

@@ -86,7 +86,7 @@ def test_sample_writes_npy_and_png(digits_checkpoint, tmp_path, capsys):
 
 def test_likelihood_prints_bits_per_dim(digits_checkpoint, capsys):
     args = ["likelihood", "--checkpoint", str(digits_checkpoint), "--data", "digits", "--n", "3",
-            "--rtol", "1e-2"]  # fmt: skip
+            "--rtol", "1e-2", "--no-progress"]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
     nats = float(re.search(r"log-likelihood: (\S+) nats", out).group(1))
@@ -110,6 +110,7 @@ def test_compare_runs_a_checkpoint_on_its_mixture(tmp_path, capsys):
     """``compare(score=DIR)``: the checkpoint's SDE and mixture replace the grid's, the truth is
     the exact mixture (its metrics are there), and the trained score is what is sampled."""
     import sdelab
+    import sdelab.data
     from sdelab.experiments import compare
     from sdelab.nets import MLPScore
     from sdelab.training import train
@@ -130,6 +131,14 @@ def test_compare_runs_a_checkpoint_on_its_mixture(tmp_path, capsys):
     assert rec["metrics"].keys() == exact["metrics"].keys()
     assert rec["floor"] == exact["floor"]  # the same truth and noise floor
     assert rec["metrics"] != exact["metrics"]  # another score
+    # load_checkpoint's score object goes in directly (with a data sample, as a user's score)
+    from sdelab.training import load_checkpoint
+
+    _, score = load_checkpoint(ck)
+    data = sdelab.data.load("gmm2d", n=400).data
+    user = compare(grid | {"sdes": [{"kind": "ve", "sigma_max": 10.0}]}, tmp_path / "obj",
+                   score=score, data=data, progress=False, plots=False).records[0]  # fmt: skip
+    assert user["status"] == "ok" and user["sde"] == "VE"
     # the command line: a checkpoint needs neither --sde nor --data
     out = tmp_path / "cli"
     args = ["compare", "--score", str(ck), "--config", str(tmp_path / "g.json"), "--out", str(out),

@@ -196,6 +196,12 @@ def load_data(path: str | Path) -> torch.Tensor:
     return x.to(torch.float64)
 
 
+def _is_trained_score(score: object) -> bool:
+    from ..training.checkpoint import TrainedScore
+
+    return isinstance(score, TrainedScore)
+
+
 def is_checkpoint(score: object) -> bool:
     """Whether ``score`` names a training checkpoint: a directory, or a ``step-*.json`` file."""
     if not isinstance(score, str | os.PathLike):
@@ -259,7 +265,8 @@ def compare(
         device: where to sample.
         score: a user's score model (``"module:callable"``, see `load_score`, or a factory
             ``make(sde) -> score``) to run in place of the exact mixture scores; needs
-            ``data``. Or a training checkpoint directory (`sdelab.train`'s ``out``) of a
+            ``data`` (`sdelab.load_checkpoint`'s score is taken as a score, not a factory).
+            Or a training checkpoint directory (`sdelab.train`'s ``out``) of a
             built-in mixture ("gmm2d", "gmm16"): without ``data`` its trained score replaces
             the exact one on the mixture and SDE it was trained on (see
             `checkpoint_problem`); with ``data`` it is a user's score like any other.
@@ -296,8 +303,14 @@ def compare(
 
             def make(sde):
                 return trained
+        elif isinstance(score, str):
+            make = load_score(score)
+        elif _is_trained_score(score):  # load_checkpoint's score(x, t), not a factory
+
+            def make(sde, trained=score):
+                return trained
         else:
-            make = load_score(score) if isinstance(score, str) else score
+            make = score
         x = data if isinstance(data, torch.Tensor) else load_data(data)
         ident = score if isinstance(score, str) else getattr(score, "__qualname__", repr(score))
         name = Path(str(data)).stem if not isinstance(data, torch.Tensor) else "data"

@@ -61,7 +61,10 @@ def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of weights and batches (default 0)")
     p.add_argument("--net", choices=("mlp", "unet"), help="network (default: unet for images)")
     p.add_argument(
-        "--hidden", type=int, default=256, help="MLP width (default 256) / UNet base / 8"
+        "--hidden",
+        type=int,
+        default=256,
+        help="MLP width (default 256); a UNet gets hidden / 8 base channels (32)",
     )
     p.add_argument(
         "--checkpoint-every", type=int, default=500, help="steps between checkpoints (500)"
@@ -146,6 +149,7 @@ def sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help=".npy array or .png picture")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--device", help="torch device (default cpu)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -219,6 +223,8 @@ def sample_run(args: argparse.Namespace) -> int:
         config = read_config(args.checkpoint)
         sde, score = load_checkpoint(args.checkpoint, device=device)
         solver = _solver(args.solver)
+        if args.threads:
+            torch.set_num_threads(args.threads)
         gen = torch.Generator(device=device or "cpu").manual_seed(args.seed)
         shape = (args.n, *config["sample_shape"])
         res = sample(
@@ -246,6 +252,8 @@ def likelihood_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="dequantisation / probe seed (default 0)")
     p.add_argument("--rtol", type=float, default=1e-5, help="ODE rtol = atol (default 1e-5)")
     p.add_argument("--device", help="torch device (default cpu)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def likelihood_run(args: argparse.Namespace) -> int:
@@ -271,7 +279,12 @@ def likelihood_run(args: argparse.Namespace) -> int:
         width = ds.bin_width
         if width is not None:
             x = ds.dequantize(x, generator=gen)
-        res = log_likelihood(sde, score, x, rtol=args.rtol, atol=args.rtol, generator=gen)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        res = log_likelihood(
+            sde, score, x, rtol=args.rtol, atol=args.rtol, generator=gen,
+            progress=not args.no_progress,
+        )  # fmt: skip
     except (ValueError, TypeError, ImportError) as err:
         return _fail("likelihood", err)
     logp = res.logp.to("cpu", torch.float64)
