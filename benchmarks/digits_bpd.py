@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, help="training steps (default: by size)")
     p.add_argument("--net", choices=("mlp", "unet"), default="mlp", help="the network")
     p.add_argument("--width", type=int, help="MLP hidden width, or UNet base channels")
+    p.add_argument("--chunks", type=int, help="validation checks (early stopping) per run")
     p.add_argument("--weighting", default="likelihood")
     p.add_argument("--parametrization", default="noise")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
     size = dict(SIZES["quick" if args.quick else "default"])
-    for k in ("steps", "width"):
+    for k in ("steps", "width", "chunks"):
         if getattr(args, k) is not None:
             size[k] = getattr(args, k)
     torch.set_num_threads(args.threads)
