@@ -102,7 +102,6 @@ class AlphaBarScheduler(ConfigMixin):
     _by_value = False  # DDIM / DDPM: the timestep itself picks the step (diffusers' rule)
     _output_cls: type = SchedulerOutput
     _extra_point = 0
-    _unclipped = False  # DDIM's clipped step: the score at x' is the unclipped one
 
     # --- construction -------------------------------------------------------------------
     def _setup(self) -> None:
@@ -322,7 +321,7 @@ class AlphaBarScheduler(ConfigMixin):
         r"""The score at the VP state ``x`` from a model output (module docs), the one place
         where ``prediction_type``, ``clip_sample`` and ``thresholding`` act."""
         kind = self._config["prediction_type"]
-        if not self._clip() or self._unclipped:
+        if not self._clip():
             if kind == "epsilon":
                 return out * (-1.0 / c.sigma)
             if kind == "v_prediction":

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 
 from .._checks import _short
-from ..solvers._exp import Coeffs, data_prediction
+from ..solvers._exp import data_prediction
 from ..solvers.ancestral import AncestralSampling
-from ..solvers.ddim import DDIM
+from ..solvers.ddim import ddim_update
 from ..solvers.pc import gaussian_noise
 from ._discrete import AlphaBarScheduler, DDIMSchedulerOutput, alpha_bar_timesteps
 from ._sigmas import _ModelOutputs
@@ -29,62 +29,30 @@ from .sigma import KARRAS_COMPATIBLES
 __all__ = ["DDIMInverseScheduler", "DDIMScheduler", "DDPMScheduler"]
 
 
-class _FixedData:
-    r"""The score whose data prediction is the given $D$ at every state:
-    $(m D - x)/\sigma^2$ (one call)."""
-
-    __slots__ = ("c", "d")
-
-    def __init__(self, d: Tensor, c: Coeffs) -> None:
-        self.d, self.c = d, c
-
-    def __call__(self, x: Tensor, t: float) -> Tensor:
-        c = self.c
-        return torch.add(x, self.d, alpha=-c.m).div_(-c.sigma * c.sigma)
-
-
 class _DDIMBase(AlphaBarScheduler):
     """DDIM's step with diffusers' clipping rule (shared by the forward and inverse classes)."""
 
     _by_value = True
     _output_cls = DDIMSchedulerOutput
 
-    def _ddim(self, eta: float) -> DDIM:
-        solver = self._solvers.get(eta)
-        if solver is None:
-            solver = self._solvers[eta] = DDIM(eta)
-        return solver
-
     def _ddim_step(
         self, k: int, out: Tensor, sample: Tensor, eta: float, clipped_output: bool, generator
-    ) -> tuple[Tensor, Tensor | None]:
-        r"""The DDIM step of call ``k``. With clipping and ``use_clipped_model_output=False``
-        diffusers pairs the clipped $D$ with the *unclipped* noise $\hat\epsilon$; that is the
-        DDIM step from the state $x' = m D_{\rm clip} + \sigma\hat\epsilon = x + m(D_{\rm clip}
-        - D)$, whose data and noise predictions are exactly that pair."""
-        c, n, step = self._calls[k]
-        if not self._clip():
-            d = None
-            score = _ModelOutputs(self, [out])
-            x = sample
-        else:
-            raw = self._raw_data(out, sample, c)
-            d = self._clip_data(raw)
-            score = _FixedData(d, c)
-            x = sample
-            if not clipped_output:
-                x = torch.add(sample, d - raw, alpha=c.m)
-                if self._config["prediction_type"] == "epsilon":
-                    # at x' the score of D_clip is the unclipped one at x: -eps/sigma
-                    score = _ModelOutputs(self, [out])
-                    self._unclipped = True
-        try:
-            if n is None:  # to alpha-bar 1: Tweedie's D (DDIM's variance is 0 there)
-                return data_prediction(score, x, c), d
-            x_next, _ = self._ddim(eta).step(self.sde, score, x, step, None, generator)
-        finally:
-            self._unclipped = False
-        return x_next, d
+    ) -> tuple[Tensor, Tensor]:
+        r"""The DDIM step of call ``k`` (`sdelab.solvers.ddim.ddim_update`, the update of
+        `sdelab.DDIM`, given the data prediction $D$ of the model output directly). With
+        clipping and ``use_clipped_model_output=False`` diffusers pairs the clipped $D$ with the
+        *unclipped* noise $\hat\epsilon$; that is the DDIM step from the state
+        $x' = m D_{\rm clip} + \sigma\hat\epsilon = x + m(D_{\rm clip} - D)$, whose data and
+        noise predictions are exactly that pair. Returns the next sample and $D$ (clipped)."""
+        c, n, _ = self._calls[k]
+        raw = self._raw_data(out, sample, c)
+        d = self._clip_data(raw)
+        x = sample
+        if d is not raw and not clipped_output:
+            x = torch.add(sample, d - raw, alpha=c.m)
+        if n is None:  # to alpha-bar 1: Tweedie's D (DDIM's variance is 0 there)
+            return d, d
+        return ddim_update(x, d, c, n, eta, generator), d
 
 
 class DDIMScheduler(_DDIMBase):
@@ -124,7 +92,6 @@ class DDIMScheduler(_DDIMBase):
     ) -> None:
         self._register_config(**{k: v for k, v in locals().items() if k != "self"})
         self._setup()
-        self._solvers: dict[float, DDIM] = {}
         self.final_alpha_cumprod = (
             torch.tensor(1.0) if set_alpha_to_one else self.alphas_cumprod[0].clone()
         )
@@ -168,14 +135,6 @@ class DDIMScheduler(_DDIMBase):
         return self._step(model_output, timestep, sample, generator, return_dict)
 
     def _advance(self, k, out, sample, generator):
-        c, n, _ = self._calls[k]
-        if n is None and self.solver.variance == "transition" and c.t > 0:
-            return data_prediction(_ModelOutputs(self, [out]), sample, c).add_(
-                gaussian_noise(sample, generator, c.sigma)
-            )
-        return super()._advance(k, out, sample, generator)
-
-    def _advance(self, k, out, sample, generator):
         prev, self._d = self._ddim_step(k, out, sample, self._eta, self._clipped_output, generator)
         return prev
 
@@ -208,7 +167,6 @@ class DDIMInverseScheduler(_DDIMBase):
     ) -> None:
         self._register_config(**{k: v for k, v in locals().items() if k != "self"})
         self._setup()
-        self._solvers: dict[float, DDIM] = {}
         self.timesteps = torch.arange(0, num_train_timesteps)  # increasing, as diffusers
         self.initial_alpha_cumprod = (
             torch.tensor(1.0) if set_alpha_to_one else self.alphas_cumprod[0].clone()

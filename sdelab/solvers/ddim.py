@@ -15,7 +15,7 @@ from ._exp import Coeffs, coeffs, data_prediction, require_linear
 from .grid import GridSolver, Step
 from .pc import gaussian_noise
 
-__all__ = ["DDIM", "ddim_noise_split", "ddim_variance_ratio"]
+__all__ = ["DDIM", "ddim_noise_split", "ddim_update", "ddim_variance_ratio"]
 
 
 def ddim_variance_ratio(c: Coeffs, n: Coeffs, eta: float) -> float:
@@ -97,13 +97,24 @@ class DDIM(GridSolver):
     ) -> tuple[Tensor, None]:
         require_linear(sde, "DDIM")
         c, n = coeffs(sde, step.t), coeffs(sde, step.t_next)
-        d = data_prediction(score, x, c)
-        h = n.lam - c.lam
-        if self.eta == 0:  # one fused kernel for the combination
-            return torch.add((n.sigma / c.sigma) * x, d, alpha=-(n.m * math.expm1(-h))), None
-        q = ddim_variance_ratio(c, n, self.eta)  # (varsigma_t / sigma_t)^2
-        # x_t = c_x x + (m_t - c_x m_s) D + varsigma z with c_x = sigma_t sqrt(1 - q) / sigma_s;
-        # m_t - c_x m_s = -m_t expm1(-h + log(1 - q)/2) without cancellation.
-        cx = n.sigma * math.sqrt(1.0 - q) / c.sigma
-        cd = -n.m * math.expm1(-h + 0.5 * math.log1p(-q))
-        return cx * x + cd * d + gaussian_noise(x, generator, n.sigma * math.sqrt(q)), None
+        return ddim_update(x, data_prediction(score, x, c), c, n, self.eta, generator), None
+
+
+def ddim_update(
+    x: Tensor, d: Tensor, c: Coeffs, n: Coeffs, eta: float, generator: torch.Generator | None
+) -> Tensor:
+    r"""The DDIM update from the state ``x`` at ``c`` with data prediction ``d`` (= $D$) to
+    ``n`` (the formulas of `DDIM`): for $\eta = 0$,
+    $x_t = \frac{\sigma_t}{\sigma_s}x - m_t(e^{-h} - 1)D$; else
+    $x_t = c_x x + (m_t - c_x m_s)D + \varsigma z$ with $c_x = \sigma_t\sqrt{1 - q}/\sigma_s$,
+    $\varsigma = \sigma_t\sqrt q$, $q$ = `ddim_variance_ratio`. The one place of this
+    formula: `DDIM.step` and the DDIM scheduler classes (which know $D$ without a score) call it.
+    """
+    h = n.lam - c.lam
+    if eta == 0:  # one fused kernel for the combination
+        return torch.add((n.sigma / c.sigma) * x, d, alpha=-(n.m * math.expm1(-h)))
+    q = ddim_variance_ratio(c, n, eta)  # (varsigma_t / sigma_t)^2
+    # m_t - c_x m_s = -m_t expm1(-h + log(1 - q)/2) without cancellation.
+    cx = n.sigma * math.sqrt(1.0 - q) / c.sigma
+    cd = -n.m * math.expm1(-h + 0.5 * math.log1p(-q))
+    return cx * x + cd * d + gaussian_noise(x, generator, n.sigma * math.sqrt(q))
