@@ -51,7 +51,7 @@ def transfer(x: Tensor, e: Tensor, c: Coeffs, c_next: Coeffs) -> Tensor:
     r"""The transfer $\phi(x, e, t, t') = \frac{m'}{m}x + (\sigma' - \frac{m'\sigma}{m})\,e$
     (Liu et al. 2022, eq. 11; exact for a constant $e$: the DDIM step)."""
     ratio = c_next.m / c.m
-    return ratio * x + (c_next.sigma - ratio * c.sigma) * e
+    return torch.add(ratio * x, e, alpha=c_next.sigma - ratio * c.sigma)  # one fused pass
 
 
 def adams_bashforth(history: tuple[Tensor, ...]) -> Tensor:
@@ -62,7 +62,7 @@ def adams_bashforth(history: tuple[Tensor, ...]) -> Tensor:
     b = _ADAMS_BASHFORTH[len(history) - 1]
     out = b[0] * history[-1]
     for coef, e in zip(b[1:], reversed(history[:-1]), strict=True):
-        out = out + coef * e
+        out.add_(e, alpha=coef)  # in place on the fresh sum: one pass per term
     return out
 
 
