@@ -21,6 +21,7 @@ function is the single-process identity.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import math
@@ -211,6 +212,12 @@ def init_from_env(
         world_size=world,
         timeout=timedelta(seconds=op_timeout),
     )
+    # leave the group before the interpreter exits: a gloo group torn down by the
+    # interpreter's shutdown instead can abort the process ("terminate called without an
+    # active exception") when a peer has already gone
+    if not _CLOSE_AT_EXIT:
+        atexit.register(close)
+        _CLOSE_AT_EXIT.append(True)
     restart = env.get("TORCHELASTIC_RESTART_COUNT", "0")
     _SESSION = Session(
         r,
@@ -223,6 +230,9 @@ def init_from_env(
         dist.PrefixStore(f"sdelab/{restart}", st),
     )
     return _SESSION
+
+
+_CLOSE_AT_EXIT: list[bool] = []
 
 
 def close() -> None:
