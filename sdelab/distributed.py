@@ -236,12 +236,28 @@ _CLOSE_AT_EXIT: list[bool] = []
 
 
 def close() -> None:
-    """Leave the process group (`init_from_env`); a no-op in a single process."""
+    """Leave the process group (`init_from_env`); a no-op in a single process.
+
+    Outside torchrun rank 0 hosts the rendezvous store: it waits (a few seconds at most) until
+    the other ranks have left before it lets its store go, since a rank whose store vanishes
+    under it can abort at exit."""
     import torch.distributed as dist
 
     global _SESSION
+    s = _SESSION
     if dist.is_initialized():
         dist.destroy_process_group()
+    st = s._store
+    if st is not None and s.world_size > 1:
+        try:
+            st.add("closed", 1)
+            if s.rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+                deadline = time.monotonic() + min(s.timeout, 5.0)
+                while st.add("closed", 0) < s.world_size and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(0.05)  # the last rank's client disconnects
+        except Exception:  # a store already gone (a rank died): nothing left to wait for
+            pass
     _SESSION = Session()
 
 
