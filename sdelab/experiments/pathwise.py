@@ -27,6 +27,8 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -43,13 +45,35 @@ PATHWISE = "pathwise"
 REFERENCE_FOLDER = "pathwise"
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch and numpy's BLAS on one thread inside the block (then as they were).
+
+    Reductions summed by a different number of threads round differently, and the adaptive
+    solver's step control amplifies a last-bit difference into a different step sequence: the
+    same flow map computed with 1 and 2 torch threads, or with 1 and 2 OpenBLAS threads (which
+    ``torchrun`` sets through ``OMP_NUM_THREADS=1``), differed by up to 4e-15 on the 16-D
+    mixture. One thread makes the reference the same in every process and launcher."""
+    from threadpoolctl import threadpool_limits
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def exact_flow_map(sde, score, x_T: Tensor, eps: float) -> Tensor:
     r"""$x^\star_\epsilon(x_T)$: the probability-flow ODE of ``sde`` with ``score`` from
     ``x_T`` at $T$ to ``eps``, solved in float64 by `sdelab._convergence.exact_flow_solver`
-    (``score`` must accept float64 inputs)."""
+    (``score`` must accept float64 inputs), on one thread (`one_thread`: bit for bit the same
+    map whatever the process's thread settings)."""
     solver = exact_flow_solver()
     x = x_T.to(torch.float64)
-    return solver.solve(sde, CountingScore(score), x, sde.T, eps).x
+    with one_thread():
+        return solver.solve(sde, CountingScore(score), x, sde.T, eps).x
 
 
 class FlowReferences:
