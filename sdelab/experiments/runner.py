@@ -531,24 +531,11 @@ def run_grid(
 
 
 def _run_locked(config, out: Path, dev, user, progress: bool, retry_failed: bool) -> RunOutcome:
-    import sdelab
-
-    path = out / RESULTS_FILE
-    datasets = None
-    if user is not None and user.data is None:  # a trained score on the grid's mixtures
-        datasets = [{**ds, "name": user.name, "user": user.ident} for ds in config.datasets]
-    elif user is not None:
-        n_max = user.data.shape[0] // 2
-        if config.n_samples > n_max:
-            raise ValueError(
-                f"n_samples = {config.n_samples} needs a data sample of at least "
-                f"{2 * config.n_samples} rows (truth + noise floor), got {user.data.shape[0]}; "
-                f"pass --n-samples {n_max} or fewer"
-            )
-        datasets = [{"name": user.name, "user": user.ident}]
     from .sharded import merge_rank_files
 
-    grid = cells(config, datasets)
+    path = out / RESULTS_FILE
+
+    grid = cells(config, user_datasets(config, user))
     keys = [c.key(dev.type) for c in grid]
     # results.jsonl, with the rank files of an interrupted torchrun run folded in first
     existing = {r["key"]: r for r in merge_rank_files(out, keys)}
@@ -556,23 +543,74 @@ def _run_locked(config, out: Path, dev, user, progress: bool, retry_failed: bool
         existing = {k: r for k, r in existing.items() if r.get("status") not in FAILED}
     todo = [(c, k) for c, k in zip(grid, keys, strict=True) if k not in existing]
     outcome = RunOutcome([], resumed=len(grid) - len(todo))
-    problems: dict = {}
-    flows = FlowReferences(out / REFERENCE_FOLDER)
-    provenance = {
+    problems = Problems(dev, user, FlowReferences(out / REFERENCE_FOLDER))
+    prov = provenance(dev)
+    for (cell, key), bar in _iter_todo(todo, progress, len(grid), len(grid) - len(todo)):
+        rec = run_cell(cell, problems.get(cell), dev)
+        record = cell_record(cell, key, rec, prov)
+        _append(path, record)
+        existing[key] = record
+        outcome.computed.append(record)
+        if rec["status"] != "ok":
+            msg = f"  {cell.describe()}: {rec['status']} {rec.get('error', '')}".rstrip()
+            if bar is not None:
+                bar.write(msg)
+    outcome.records = [existing[k] for k in keys]
+    return outcome
+
+
+def user_datasets(config: CompareConfig, user: UserProblem | None) -> list[dict] | None:
+    """The datasets of the grid for a user's problem (``None``: the config's own): a trained
+    score runs on the config's mixtures under the user's name; a data sample is one dataset,
+    which must hold ``2 n_samples`` rows (the truth and a noise-floor reference)."""
+    if user is None:
+        return None
+    if user.data is None:  # a trained score on the grid's mixtures
+        return [{**ds, "name": user.name, "user": user.ident} for ds in config.datasets]
+    n_max = user.data.shape[0] // 2
+    if config.n_samples > n_max:
+        raise ValueError(
+            f"n_samples = {config.n_samples} needs a data sample of at least "
+            f"{2 * config.n_samples} rows (truth + noise floor), got {user.data.shape[0]}; "
+            f"pass --n-samples {n_max} or fewer"
+        )
+    return [{"name": user.name, "user": user.ident}]
+
+
+class Problems:
+    """The `_Problem` of each cell's (dataset, seed), built once: one dataset's truth samples
+    are kept at a time (cells come dataset by dataset, seeds varying fastest)."""
+
+    def __init__(self, device, user: UserProblem | None, flows: FlowReferences) -> None:
+        self.device, self.user, self.flows = device, user, flows
+        self._dataset: str | None = None
+        self._by_seed: dict[int, _Problem] = {}
+
+    def get(self, cell: Cell) -> _Problem:
+        dkey = json.dumps(cell.dataset, sort_keys=True)
+        if dkey != self._dataset:
+            self._dataset, self._by_seed = dkey, {}
+        if cell.seed not in self._by_seed:
+            self._by_seed[cell.seed] = _Problem(cell, self.device, self.user, self.flows)
+        return self._by_seed[cell.seed]
+
+
+def provenance(device) -> dict:
+    """What every record says about the software and the machine that computed it."""
+    import sdelab
+
+    return {
         "sdelab": sdelab.__version__,
         "torch": torch.__version__,
-        "device": str(dev),
+        "device": str(device),
         "threads": torch.get_num_threads(),
     }
-    for (cell, key), bar in _iter_todo(todo, progress, len(grid), len(grid) - len(todo)):
-        dkey = json.dumps(cell.dataset, sort_keys=True)
-        if dkey not in problems:
-            problems = {dkey: {}}  # keep one dataset's truth samples at a time
-        if cell.seed not in problems[dkey]:  # seeds vary fastest: build each once
-            problems[dkey][cell.seed] = _Problem(cell, dev, user, flows)
-        problem = problems[dkey][cell.seed]
-        rec = run_cell(cell, problem, dev)
-        record = {
+
+
+def cell_record(cell: Cell, key: str, rec: dict, provenance: dict, **extra) -> dict:
+    """The JSON-safe results line of a finished cell (``extra``: e.g. the rank)."""
+    return _json_safe(
+        {
             "key": key,
             "dataset": cell.dataset["name"],
             "sde": cell.sde["name"],
@@ -583,18 +621,10 @@ def _run_locked(config, out: Path, dev, user, progress: bool, retry_failed: bool
             **rec,
             "config": cell.config(),
             **provenance,
+            **extra,
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        record = _json_safe(record)
-        _append(path, record)
-        existing[key] = record
-        outcome.computed.append(record)
-        if rec["status"] != "ok":
-            msg = f"  {cell.describe()}: {rec['status']} {rec.get('error', '')}".rstrip()
-            if bar is not None:
-                bar.write(msg)
-    outcome.records = [existing[k] for k in keys]
-    return outcome
+    )
 
 
 def _json_safe(v):

@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -45,15 +44,17 @@ from .pathwise import REFERENCE_FOLDER, FlowReferences
 from .report import score_share
 from .runner import (
     RESULTS_FILE,
+    Problems,
     RunOutcome,
     UserProblem,
-    _json_safe,
-    _Problem,
     _read_results,
     _repair_results,
+    cell_record,
     cells,
+    provenance,
     results_lock,
     run_cell,
+    user_datasets,
 )
 
 __all__ = ["compare_sharded", "merge_rank_files", "rank_file", "run_grid_sharded"]
@@ -136,17 +137,7 @@ def run_grid_sharded(
     out = Path(out)
     dev = torch.device(device)
     r = dist.rank()
-    datasets = None
-    if user is not None:
-        n_max = user.data.shape[0] // 2
-        if config.n_samples > n_max:
-            raise ValueError(
-                f"n_samples = {config.n_samples} needs a data sample of at least "
-                f"{2 * config.n_samples} rows (truth + noise floor), got {user.data.shape[0]}; "
-                f"pass --n-samples {n_max} or fewer"
-            )
-        datasets = [{"name": user.name, "user": user.ident}]
-    grid = cells(config, datasets)
+    grid = cells(config, user_datasets(config, user))
     keys = [c.key(dev.type) for c in grid]
     with ExitStack() as stack:
         with dist.stop_together():  # rank 0 takes the folder, folds an interrupted run's files
@@ -158,8 +149,6 @@ def run_grid_sharded(
 
 
 def _run_shards(config, out: Path, dev, user, progress, retry_failed, grid, keys):
-    import sdelab
-
     from .runner import FAILED
 
     r = dist.rank()
@@ -171,19 +160,14 @@ def _run_shards(config, out: Path, dev, user, progress, retry_failed, grid, keys
     s = dist._next_call()
     counter, finished, done = s.key("next"), s.key("finished"), s.key("done")
     mine = rank_file(out, r)
-    provenance = {
-        "sdelab": sdelab.__version__,
-        "torch": torch.__version__,
-        "device": dev.type if dev.type == "cpu" else str(dev),
-        "threads": torch.get_num_threads(),
-    }
+    prov = provenance(dev)
     flows = FlowReferences(out / REFERENCE_FOLDER)
     with dist.stop_together():  # the exact flow maps, dealt over the ranks before the cells
         for cell in dist.shard(_needed_flows(todo, dev, user)):
             mixture = build_mixture(cell.dataset)
             shape = (cell.n_samples, mixture.dim)
             flows.get(cell, build_sde(cell.sde), mixture, shape, dev)
-    problems: dict = {}
+    problems = Problems(dev, user, flows)
     bar = None
     if progress and r == 0:
         from tqdm.auto import tqdm
@@ -202,27 +186,8 @@ def _run_shards(config, out: Path, dev, user, progress, retry_failed, grid, keys
             if i >= len(todo):
                 break
             cell, key = todo[i]
-            dkey = json.dumps(cell.dataset, sort_keys=True)
-            if dkey not in problems:
-                problems = {dkey: {}}
-            if cell.seed not in problems[dkey]:
-                problems[dkey][cell.seed] = _Problem(cell, dev, user, flows)
-            rec = run_cell(cell, problems[dkey][cell.seed], dev)
-            record = {
-                "key": key,
-                "dataset": cell.dataset["name"],
-                "sde": cell.sde["name"],
-                "solver": cell.label,
-                "steps": cell.steps,
-                "tol": cell.tol,
-                "seed": cell.seed,
-                **rec,
-                "config": cell.config(),
-                **provenance,
-                "rank": r,
-                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            _append(mine, _json_safe(record))
+            rec = run_cell(cell, problems.get(cell), dev)
+            _append(mine, cell_record(cell, key, rec, prov, rank=r))
             n = st.add(finished, 1)
             if bar is not None:
                 bar.n = len(grid) - len(todo) + n
