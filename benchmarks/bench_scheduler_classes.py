@@ -1,7 +1,7 @@
 """Overhead of the alpha-bar scheduler classes: sdelab's ``step`` vs diffusers' (run by hand).
 
     PYTHONPATH=. python benchmarks/bench_scheduler_classes.py [--quick] [--shape 4 4 64 64]
-        [--device cpu|cuda] [--steps 20] [--rounds 15] [--threads 1]
+        [--device cpu|cuda] [--steps 20] [--rounds 15] [--threads 1] [--only NAME ...]
 
 For each class (and a few option sets), the same diffusers-style loop (``set_timesteps``,
 ``init_noise_sigma``, ``scale_model_input``, a cheap deterministic model, ``step``) runs with the
@@ -64,7 +64,9 @@ def step_time(sched, x0: torch.Tensor, steps: int, sync, step_kw: dict) -> tuple
     return total, calls
 
 
-def main() -> None:
+def run(cases, argv=None, *, description: str = "") -> None:
+    """Time every ``(class name, constructor options, step keyword arguments)`` of ``cases``
+    against diffusers' class of the same name and print the table (the module docs)."""
     import warnings
 
     import diffusers
@@ -72,14 +74,15 @@ def main() -> None:
     import sdelab.schedulers as S
 
     warnings.filterwarnings("ignore")
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--shape", type=int, nargs="+", default=[4, 4, 64, 64])
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--rounds", type=int, default=None, help="default 15 (3 with --quick)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (1: less noise)")
-    a = p.parse_args()
+    p.add_argument("--only", nargs="+", default=None, help="class names to time")
+    a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     rounds = a.rounds or (3 if a.quick else 15)
     dev = torch.device(a.device)
@@ -90,7 +93,9 @@ def main() -> None:
         f"{'class and options':60s} {'ratio (median)':>14s} {'range':>15s} "
         f"{'sdelab us/call':>15s} {'diffusers us/call':>18s}"
     )
-    for name, opts, kw in CASES:
+    for name, opts, kw in cases:
+        if a.only and name not in a.only:
+            continue
         theirs, ours = getattr(diffusers, name)(**opts), getattr(S, name)(**opts)
         step_time(theirs, x0, a.steps, sync, kw)  # warm-up
         step_time(ours, x0, a.steps, sync, kw)
@@ -109,6 +114,10 @@ def main() -> None:
             f"{min(ratios):7.3f}-{max(ratios):<7.3f} {statistics.median(t_ours):15.1f} "
             f"{statistics.median(t_theirs):18.1f}"
         )
+
+
+def main(argv=None) -> None:
+    run(CASES, argv, description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

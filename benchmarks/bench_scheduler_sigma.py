@@ -1,25 +1,21 @@
 """Overhead of the sigma-family scheduler classes: sdelab's ``step`` vs diffusers' (run by hand).
 
     PYTHONPATH=. python benchmarks/bench_scheduler_sigma.py [--quick] [--shape 4 4 64 64]
-        [--device cpu|cuda] [--steps 20] [--rounds 15] [--only EulerDiscreteScheduler ...]
+        [--device cpu|cuda] [--steps 20] [--rounds 15] [--threads 1]
+        [--only EulerDiscreteScheduler ...]
 
-For each class, the same diffusers-style loop (``set_timesteps``, ``init_noise_sigma``,
-``scale_model_input``, a cheap deterministic model, ``step``) runs with the diffusers class and
-with the sdelab class; only the time spent inside ``step`` is summed (``time.perf_counter``
-around each call, after a device synchronisation on CUDA). Rounds alternate the two loops, in
-an order rotated from round to round; the table gives the median over rounds of the per-round
-ratio sdelab / diffusers (the issue's bar: <= 1.10), its range, and the median step time of
-each side per call.
+The loop and the table of ``benchmarks/bench_scheduler_classes.py`` (its docs say what is
+timed) on the sigma family, with default options.
 """
 
 from __future__ import annotations
 
-import argparse
-import inspect
-import statistics
-import time
+import sys
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_scheduler_classes import run  # the sibling script, found by the path above
 
 CLASSES = [
     "EulerDiscreteScheduler",
@@ -32,71 +28,8 @@ CLASSES = [
 ]
 
 
-def model(x: torch.Tensor, timestep) -> torch.Tensor:
-    return torch.tanh(x) * 0.5
-
-
-def step_time(sched, x0: torch.Tensor, steps: int, sync) -> tuple[float, int]:
-    """Seconds spent in ``step`` over one loop, and the number of calls."""
-    sched.set_timesteps(steps, device=x0.device)
-    x = x0 * sched.init_noise_sigma
-    kw = {}
-    if "generator" in inspect.signature(sched.step).parameters:
-        kw["generator"] = torch.Generator(device=x0.device).manual_seed(0)
-    total, calls = 0.0, 0
-    for t in sched.timesteps:
-        out = model(sched.scale_model_input(x, t), t)
-        sync()
-        start = time.perf_counter()
-        x = sched.step(out, t, x, **kw).prev_sample
-        sync()
-        total += time.perf_counter() - start
-        calls += 1
-    return total, calls
-
-
-def main() -> None:
-    import warnings
-
-    import diffusers
-
-    import sdelab.schedulers as S
-
-    warnings.filterwarnings("ignore")
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--shape", type=int, nargs="+", default=[4, 4, 64, 64])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=None, help="default 15 (3 with --quick)")
-    p.add_argument("--only", nargs="+", default=None, help="class names to time")
-    a = p.parse_args()
-    rounds = a.rounds or (3 if a.quick else 15)
-    dev = torch.device(a.device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    x0 = torch.randn(a.shape, generator=torch.Generator().manual_seed(0)).to(dev)
-    print(f"shape {tuple(a.shape)}, {a.steps} steps, {rounds} rounds, device {dev}")
-    print(
-        f"{'class':34s} {'ratio (median)':>14s} {'range':>15s} {'sdelab us/call':>15s} {'diffusers us/call':>18s}"
-    )
-    for name in a.only or CLASSES:
-        theirs, ours = getattr(diffusers, name)(), getattr(S, name)()
-        step_time(theirs, x0, a.steps, sync)  # warm-up
-        step_time(ours, x0, a.steps, sync)
-        ratios, t_ours, t_theirs = [], [], []
-        for r in range(rounds):
-            pair = [(ours, t_ours), (theirs, t_theirs)]
-            got = {}
-            for sched, acc in pair if r % 2 == 0 else pair[::-1]:
-                sec, calls = step_time(sched, x0, a.steps, sync)
-                got[id(sched)] = sec
-                acc.append(sec / calls * 1e6)
-            ratios.append(got[id(ours)] / got[id(theirs)])
-        print(
-            f"{name:34s} {statistics.median(ratios):14.3f} "
-            f"{min(ratios):7.3f}-{max(ratios):<7.3f} {statistics.median(t_ours):15.1f} "
-            f"{statistics.median(t_theirs):18.1f}"
-        )
+def main(argv=None) -> None:
+    run([(name, {}, {}) for name in CLASSES], argv, description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
