@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -68,6 +69,14 @@ def digits_checkpoint(tmp_path_factory):
             "--out", str(out), "--no-progress"]  # fmt: skip
     assert main(args) == 0
     return out
+
+
+def test_images_default_to_a_unet(digits_checkpoint):
+    # the image defaults: a UNet (hidden 64 -> 8 base channels), likelihood weighting, noise
+    config = json.loads(sorted(digits_checkpoint.glob("step-*.json"))[-1].read_text())
+    assert config["network"]["class"] == "UNet" and config["network"]["base"] == 8
+    assert (config["weighting"], config["parametrization"]) == ("likelihood", "noise")
+    assert config["optimizer"]["lr"] == 2e-3
 
 
 def test_sample_writes_npy_and_png(digits_checkpoint, tmp_path, capsys):
