@@ -1,6 +1,8 @@
 """sdelab.nets: shapes, dtypes, time dependence, config round trips, deterministic init."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,6 +71,15 @@ def test_parameter_counts_match_the_docstrings():
     assert MLPScore(2).parameter_count == 149_250
     assert MLPScore(16).parameter_count == 156_432
     assert UNet().parameter_count == 789_217
+    # every row of the table on the docs' Training API page
+    page = Path(__file__).resolve().parents[1] / "docs" / "api" / "training.md"
+    rows = re.findall(
+        r"^\| `((?:MLPScore|UNet)\(.*?\))` \|.*\| ([\d,]+) \|$", page.read_text(), re.M
+    )
+    assert len(rows) >= 5, rows
+    for expr, count in rows:
+        net = eval(expr, {"MLPScore": MLPScore, "UNet": UNet})  # the docs page is ours
+        assert net.parameter_count == int(count.replace(",", "")), expr
     # MLPScore: (d + e) h + h + (depth - 1)(h^2 + h) + h d + d
     d, h, e, depth = 5, 24, 10, 4
     expected = (d + e) * h + h + (depth - 1) * (h * h + h) + h * d + d
