@@ -65,6 +65,8 @@ from sdelab.training import train
 GMM_COMPONENTS = (1, 2, 4, 8, 16)
 GMM_REG = (1e-4, 1e-3)
 KDE_BANDWIDTHS = (0.1, 0.13, 0.16, 0.2, 0.25, 0.32, 0.4)
+#: the AdamW learning rate of each network (its best on validation)
+LR = {"unet": 2e-3, "mlp": 1e-3}
 SIZES = {
     "default": {
         "steps": 12000,
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     size = dict(SIZES["quick" if args.quick else "default"])
     size["width"] = size["width"][args.net]
     if args.lr is None:
-        args.lr = 2e-3 if args.net == "unet" else 1e-3
+        args.lr = LR[args.net]
     for k in ("steps", "width", "chunks"):
         if getattr(args, k) is not None:
             size[k] = getattr(args, k)

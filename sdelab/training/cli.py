@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 #: defaults per kind of data (vectors: about 5 ms a step on one core, 10-15 s in all; images
-#: such as the digits: a UNet, 80-90 ms a step, still improving at 6000 steps, see
+#: such as the digits: a UNet, 75-125 ms a step, still improving at 6000 steps, see
 #: benchmarks/digits_bpd.py and the Training page of the docs)
 _DEFAULTS = {
     "vector": {
